@@ -1,0 +1,141 @@
+"""AGAD's networks, written once for 1D ([N, C, L]) and 2D ([N, C, H, W]) inputs.
+
+Every stage is a strided convolution (kernel 4, stride 2, padding 1, as in the
+paper's naive encoder-decoder), so each stage halves every spatial size. To
+accept any input size, inputs are zero-padded at the end of each spatial
+dimension up to a multiple of 2**depth and outputs are cropped back to the
+input's extent, so the reconstruction always has the input's shape.
+
+The networks know nothing of data loading, normalisation or training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+CONV = {1: nn.Conv1d, 2: nn.Conv2d}
+CONV_TRANSPOSE = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d}
+BATCHNORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
+
+
+def padded_shape(spatial_shape: Sequence[int], depth: int) -> tuple[int, ...]:
+    """Smallest shape >= ``spatial_shape`` whose sizes are multiples of 2**depth."""
+    step = 2**depth
+    return tuple(-(-int(s) // step) * step for s in spatial_shape)
+
+
+def pad_to(x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """Zero-pad the spatial dimensions of ``x`` at their end up to ``shape``."""
+    amounts: list[int] = []
+    for have, want in zip(reversed(x.shape[2:]), reversed(shape)):
+        amounts += [0, want - have]
+    return F.pad(x, amounts) if any(amounts) else x
+
+
+def crop_to(x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    return x[(..., *(slice(0, s) for s in shape))]
+
+
+def _check_ndim(ndim: int) -> None:
+    if ndim not in CONV:
+        raise ValueError(f"networks support 1D and 2D inputs, got ndim={ndim}")
+
+
+class DownStack(nn.Module):
+    """Strided conv blocks, conv -> BN -> LeakyReLU(0.2); no BN on the first block (as in DCGAN)."""
+
+    def __init__(self, ndim: int, in_channels: int, channels: Sequence[int]):
+        super().__init__()
+        _check_ndim(ndim)
+        blocks = []
+        for i, (c_in, c_out) in enumerate(zip([in_channels, *channels[:-1]], channels)):
+            layers: list[nn.Module] = [CONV[ndim](c_in, c_out, 4, 2, 1, bias=False)]
+            if i > 0:
+                layers.append(BATCHNORM[ndim](c_out))
+            layers.append(nn.LeakyReLU(0.2))
+            blocks.append(nn.Sequential(*layers))
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Features after each stage, finest first."""
+        features = []
+        for block in self.blocks:
+            x = block(x)
+            features.append(x)
+        return features
+
+
+class EncoderDecoder(nn.Module):
+    """The generator G: x -> x̂, through a ``latent_dim`` bottleneck.
+
+    ``skip_connections=False`` is the paper's naive encoder-decoder;
+    ``True`` adds UNet skips (encoder features concatenated into the decoder),
+    which the paper found can hurt: anomalies get reconstructed through the skips too.
+    """
+
+    def __init__(
+        self,
+        ndim: int,
+        in_channels: int,
+        spatial_shape: Sequence[int],
+        channels: Sequence[int] = (64, 128, 256),
+        latent_dim: int = 100,
+        skip_connections: bool = False,
+    ):
+        super().__init__()
+        _check_ndim(ndim)
+        self.padded_shape = padded_shape(spatial_shape, len(channels))
+        bottom = tuple(s // 2 ** len(channels) for s in self.padded_shape)
+        self.skip_connections = skip_connections
+        self.encoder = DownStack(ndim, in_channels, channels)
+        self.to_latent = CONV[ndim](channels[-1], latent_dim, bottom, bias=False)
+        self.from_latent = nn.Sequential(
+            CONV_TRANSPOSE[ndim](latent_dim, channels[-1], bottom, bias=False),
+            BATCHNORM[ndim](channels[-1]),
+            nn.ReLU(),
+        )
+        widen = 2 if skip_connections else 1
+        up = []
+        for c_in, c_out in zip(reversed(channels[1:]), reversed(channels[:-1])):
+            up.append(nn.Sequential(
+                CONV_TRANSPOSE[ndim](c_in * widen, c_out, 4, 2, 1, bias=False),
+                BATCHNORM[ndim](c_out),
+                nn.ReLU(),
+            ))
+        up.append(CONV_TRANSPOSE[ndim](channels[0] * widen, in_channels, 4, 2, 1))
+        self.decoder = nn.ModuleList(up)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        extent = x.shape[2:]
+        features = self.encoder(pad_to(x, self.padded_shape))
+        h = self.from_latent(self.to_latent(features[-1]))
+        for block, skip in zip(self.decoder, reversed(features)):
+            if self.skip_connections:
+                h = torch.cat([h, skip], dim=1)
+            h = block(h)
+        return crop_to(h, extent)
+
+
+class Discriminator(nn.Module):
+    """D: x -> (real/fake logit y, feature vector z); a VGG-like conv-BN-LeakyReLU stack."""
+
+    def __init__(
+        self,
+        ndim: int,
+        in_channels: int,
+        spatial_shape: Sequence[int],
+        channels: Sequence[int] = (64, 128, 256),
+    ):
+        super().__init__()
+        self.padded_shape = padded_shape(spatial_shape, len(channels))
+        bottom = tuple(s // 2 ** len(channels) for s in self.padded_shape)
+        self.features = DownStack(ndim, in_channels, channels)
+        self.classifier = CONV[ndim](channels[-1], 1, bottom)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.features(pad_to(x, self.padded_shape))[-1]
+        return self.classifier(z).flatten(), z.flatten(1)

@@ -1,0 +1,51 @@
+"""Input checks shared by fit and scoring: bad windows fail early with a message naming the problem."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+
+def check_windows(X, expected_shape: Sequence[int] | None = None, name: str = "X") -> np.ndarray:
+    """Return ``X`` as float32 [N, C, L] or [N, C, H, W]; [N, L] is promoted to [N, 1, L].
+
+    ``expected_shape`` is the per-window shape a fitted model was trained on.
+    """
+    if isinstance(X, torch.Tensor):
+        X = X.detach().cpu().numpy()
+    try:
+        X = np.asarray(X)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{name} could not be read as an array: {error}") from None
+    if X.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must be numeric (int or float), got dtype {X.dtype}")
+    if X.ndim == 2:
+        X = X[:, None, :]
+    if X.ndim not in (3, 4):
+        raise ValueError(
+            f"{name} must have rank 2 [N, L], 3 [N, C, L] or 4 [N, C, H, W]; got rank {X.ndim} with shape {X.shape}"
+        )
+    if X.shape[0] == 0 or X.size == 0:
+        raise ValueError(f"{name} is empty (shape {X.shape})")
+    X = X.astype(np.float32, copy=False)
+    finite = np.isfinite(X).reshape(len(X), -1).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise ValueError(f"{name} contains NaN or inf in {len(bad)} window(s), first at index {bad[0]}")
+    if expected_shape is not None and tuple(X.shape[1:]) != tuple(expected_shape):
+        raise ValueError(
+            f"{name} has windows of shape {tuple(X.shape[1:])}, but the model was fitted on {tuple(expected_shape)}"
+        )
+    return X
+
+
+def check_labels(y, n: int) -> np.ndarray:
+    """Labels: 1 marks a labelled anomaly, 0 a normal window."""
+    y = np.asarray(y).reshape(-1)
+    if len(y) != n:
+        raise ValueError(f"y has {len(y)} labels for {n} windows")
+    if y.dtype.kind not in "biuf" or not np.isin(y, (0, 1)).all():
+        raise ValueError("y must hold only 0 (normal) and 1 (labelled anomaly)")
+    return y.astype(np.int8)
