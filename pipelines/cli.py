@@ -1,0 +1,39 @@
+"""The ``agad-stream`` command: one subcommand per pipeline module.
+
+Each module listed in COMMAND_MODULES defines ``register(subparsers)``, which adds
+its subcommands and sets ``func`` (called with the parsed arguments, returns an exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+COMMAND_MODULES = [
+    "pipelines.bench_images",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agad-stream", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default="INFO", help="logging level (DEBUG, INFO, WARNING...)")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"agad-stream {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

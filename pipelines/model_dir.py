@@ -1,0 +1,32 @@
+"""A model directory: the AGAD checkpoint plus the modality settings that made its windows.
+
+Everything needed to score raw windows later (offline or from Kafka) lives here,
+so a scorer is started with nothing but this path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from agad_stream import AGAD
+from modalities import Modality, load_modality
+
+MODALITY_FILE = "modality.json"
+
+
+def save_model_dir(path: str | os.PathLike, model: AGAD, modality: Modality) -> Path:
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / MODALITY_FILE).write_text(json.dumps(modality.to_dict(), indent=2))
+    model.save(path)
+    return path
+
+
+def load_model_dir(path: str | os.PathLike, device: str | None = None) -> tuple[AGAD, Modality]:
+    path = Path(path)
+    if not (path / MODALITY_FILE).is_file():
+        raise FileNotFoundError(f"{path} is not a model directory: {MODALITY_FILE} is missing")
+    modality = load_modality(json.loads((path / MODALITY_FILE).read_text()))
+    return AGAD.load(path, device=device), modality

@@ -1,0 +1,66 @@
+import pytest
+import torch
+
+from agad_stream import losses
+from agad_stream.training import TrainingConfig
+
+from test_core_batchnorm import make_trainer
+
+
+def test_contextual_loss_is_zero_for_a_perfect_reconstruction_and_positive_otherwise():
+    x = torch.randn(4, 1, 10)
+    assert losses.l_con(x, x) == 0
+    assert losses.l_con(x, x + 1) == pytest.approx(1.0)
+
+
+def test_adversarial_contextual_loss_rewards_a_failed_pseudo_anomaly_reconstruction():
+    x_hat = torch.randn(4, 1, 10)
+    assert losses.l_adcon(x_hat, x_hat) == 0
+    assert losses.l_adcon(x_hat, x_hat + 2) < losses.l_adcon(x_hat, x_hat + 1) < 0
+
+
+def test_adversarial_loss_falls_as_the_discriminator_believes_the_reconstruction():
+    assert losses.l_adv(torch.full((4,), 5.0)) < losses.l_adv(torch.full((4,), -5.0))
+
+
+def test_latent_loss_is_a_squared_feature_distance():
+    z = torch.zeros(2, 3)
+    assert losses.l_lat(z, z + 2) == pytest.approx(4.0)
+
+
+def test_reciprocal_anomaly_loss_falls_as_each_distance_grows():
+    y_hat = torch.zeros(4)
+    x_hat, z = torch.zeros(4, 1, 8), torch.zeros(4, 5)
+    near = losses.l_a_reciprocal(y_hat, x_hat, x_hat + 0.1, z, z + 0.1, 1, 15, 5)
+    far = losses.l_a_reciprocal(y_hat, x_hat, x_hat + 1.0, z, z + 1.0, 1, 15, 5)
+    assert far < near
+    assert torch.isfinite(losses.l_a_reciprocal(y_hat, x_hat, x_hat, z, z, 1, 15, 5))
+
+
+def test_margin_anomaly_loss_is_bounded_and_zero_beyond_the_margin():
+    x = torch.zeros(4, 1, 8)
+    assert losses.l_a_margin(x, x, 50, 1.0) == pytest.approx(50.0)
+    assert losses.l_a_margin(x, x + 2, 50, 1.0) == 0
+
+
+@pytest.mark.parametrize("term,weight", [("L_adv", "lambda_adv"), ("L_con", "lambda_con"),
+                                         ("L_adcon", "lambda_adcon"), ("L_lat", "lambda_lat")])
+def test_each_term_is_switched_by_its_own_lambda(term, weight):
+    only = {name: 0.0 for name in ("lambda_adv", "lambda_con", "lambda_adcon", "lambda_lat")}
+    only[weight] = 3.0
+    report = make_trainer(**only).step(torch.randn(8, 1, 64))
+    assert report["L_G"] == pytest.approx(3.0 * report[term], rel=1e-5)
+    assert report[term] != 0
+
+
+def test_generator_loss_mixes_normal_and_anomaly_terms_by_count():
+    trainer = make_trainer(anomaly_loss="margin", lambda_adv=0, lambda_adcon=0, lambda_lat=0, lambda_con=1)
+    report = trainer.step(torch.randn(6, 1, 64), torch.randn(2, 1, 64))
+    assert report["L_G"] == pytest.approx((6 * report["L_con"] + 2 * report["L_a"]) / 8, rel=1e-5)
+
+
+def test_bad_training_config_is_rejected():
+    with pytest.raises(ValueError, match="anomaly_loss"):
+        TrainingConfig(anomaly_loss="negate")
+    with pytest.raises(ValueError, match="lambda_con"):
+        TrainingConfig(lambda_con=-1)
