@@ -1,0 +1,173 @@
+"""The paper's one-vs-rest image benchmark, run through the same AGAD core.
+
+For each class c: normal = the training images of c; with supervision level
+γ > 0, labelled anomalies (a/(n + a) = γ) are drawn from the other classes'
+training images. Test = the whole test set, c normal and everything else
+anomalous. A fixed epoch budget is trained and the final epoch is evaluated:
+nothing is chosen on the test set. Baselines (IsolationForest, PCA
+reconstruction error on pixels) are unsupervised and fitted on the normal
+training images; the ablation is AGAD without pseudo-anomalies
+(λ_adcon = 0, no auxiliary BN).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.decomposition import PCA
+from sklearn.ensemble import IsolationForest
+from sklearn.metrics import roc_auc_score
+from tqdm.auto import tqdm
+
+from agad_stream import AGAD
+from modalities.image import ImageModality
+
+AGAD_METHODS = {
+    "AGAD": {},
+    "AGAD w/o pseudo-anomalies": {"lambda_adcon": 0.0, "aux_bn": False},
+}
+BASELINES = ("IsolationForest", "PCA")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("bench-images", help="one-vs-rest AUROC on Fashion-MNIST/MNIST (the paper's image table)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", required=True, help="directory in the (Fashion-)MNIST IDX layout, or an .npz with X, y")
+    p.add_argument("--test-data", help="for .npz input: a second .npz used as the test set")
+    p.add_argument("--classes", default="all", help="comma-separated normal classes, or 'all' (default)")
+    p.add_argument("--gammas", default="0", help="supervision levels γ = a/(n+a), comma-separated (default 0)")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--channels", default="64,128,256", help="conv widths of G and D (default: the paper's 64,128,256)")
+    p.add_argument("--size", type=int, default=32, help="resize images to SIZE x SIZE (paper: 32); 0 keeps native size")
+    p.add_argument("--train-limit", type=int, default=0, help="use at most this many normal training images per class (0 = all)")
+    p.add_argument("--methods", default=",".join([*AGAD_METHODS, *BASELINES]), help="which methods to run")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default="bench_images.json", help="results JSON, rewritten after every run")
+    p.add_argument("--resume", action="store_true", help="skip runs already present in --out")
+    p.add_argument("--verbose", action="store_true", help="show per-epoch progress bars too")
+    p.set_defaults(func=run)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def load_split(modality: ImageModality, path: Path, split: str, test_path: str | None):
+    """Prepared images [N, 1, H, W] and class ids for one split."""
+    source = Path(test_path) if (split == "test" and test_path) else path
+    windows = modality.load(source, split=split)
+    if "class" not in windows.info:
+        raise ValueError(f"{source}: the benchmark needs class labels")
+    return modality.prepare(windows.X), windows.info["class"]
+
+
+def draw_labelled_anomalies(classes: np.ndarray, normal_class: int, n_normal: int, gamma: float,
+                            rng: np.random.Generator) -> np.ndarray:
+    """Indices of a = round(γ n / (1 - γ)) training images of other classes, so that a/(n + a) = γ."""
+    if gamma <= 0:
+        return np.empty(0, dtype=np.int64)
+    if gamma >= 1:
+        raise ValueError(f"gamma must lie in [0, 1), got {gamma}")
+    others = np.flatnonzero(classes != normal_class)
+    n_anomalies = min(len(others), int(round(gamma * n_normal / (1 - gamma))))
+    return rng.choice(others, size=max(1, n_anomalies), replace=False)
+
+
+def baseline_scores(method: str, X_train: np.ndarray, X_test: np.ndarray, seed: int) -> np.ndarray:
+    flat_train, flat_test = X_train.reshape(len(X_train), -1), X_test.reshape(len(X_test), -1)
+    if method == "IsolationForest":
+        forest = IsolationForest(n_estimators=200, random_state=seed, n_jobs=-1).fit(flat_train)
+        return -forest.score_samples(flat_test)
+    pca = PCA(n_components=0.9, random_state=seed).fit(flat_train)
+    reconstruction = pca.inverse_transform(pca.transform(flat_test))
+    return np.linalg.norm(flat_test - reconstruction, axis=1)
+
+
+def run(args) -> int:
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = set(methods) - set(AGAD_METHODS) - set(BASELINES)
+    if unknown:
+        raise ValueError(f"unknown methods {sorted(unknown)}; choose from {[*AGAD_METHODS, *BASELINES]}")
+    modality = ImageModality(size=args.size or None)
+    X_train, c_train = load_split(modality, Path(args.data_dir), "train", None)
+    X_test, c_test = load_split(modality, Path(args.data_dir), "test", args.test_data)
+    classes = sorted(set(c_train.tolist())) if args.classes == "all" else _ints(args.classes)
+    gammas = [float(g) for g in args.gammas.split(",")]
+    seeds = _ints(args.seeds)
+    out = Path(args.out)
+    results = json.loads(out.read_text())["runs"] if args.resume and out.exists() else []
+    done = {(r["method"], r["gamma"], r["seed"], r["class"]) for r in results}
+
+    plan = [(m, g, s, c) for s in seeds for g in gammas for c in classes for m in methods
+            if not (m in BASELINES and g != gammas[0])]
+    for method, gamma, seed, normal_class in tqdm(plan, desc="bench-images", unit="run"):
+        if (method, gamma, seed, normal_class) in done:
+            continue
+        rng = np.random.default_rng([seed, normal_class, int(gamma * 1e6)])
+        normal = np.flatnonzero(c_train == normal_class)
+        if args.train_limit:
+            normal = rng.choice(normal, size=min(args.train_limit, len(normal)), replace=False)
+        labelled = draw_labelled_anomalies(c_train, normal_class, len(normal), gamma, rng)
+        y_test = (c_test != normal_class).astype(int)
+        started = time.perf_counter()
+        if method in BASELINES:
+            scores = baseline_scores(method, X_train[normal], X_test, seed)
+        else:
+            model = AGAD(epochs=args.epochs, batch_size=args.batch_size, channels=_ints(args.channels),
+                         random_state=seed, device=args.device, verbose=args.verbose, **AGAD_METHODS[method])
+            idx = np.concatenate([normal, labelled])
+            model.fit(X_train[idx], np.r_[np.zeros(len(normal)), np.ones(len(labelled))])
+            scores = model.score_samples(X_test)
+        results.append({"method": method, "gamma": gamma, "seed": seed, "class": normal_class,
+                        "auroc": float(roc_auc_score(y_test, scores)), "n_normal": int(len(normal)),
+                        "n_labelled_anomalies": int(len(labelled)), "seconds": time.perf_counter() - started})
+        _write_json(out, {"config": {k: v for k, v in vars(args).items() if k != "func"}, "runs": results})
+
+    table = format_table(results, classes, gammas)
+    print(table)
+    _write_json(out, {"config": {k: v for k, v in vars(args).items() if k != "func"}, "runs": results,
+                      "summary": summarise(results, gammas), "table_markdown": table})
+    return 0
+
+
+def summarise(results: list[dict], gammas: list[float]) -> list[dict]:
+    """Per method and γ: AUROC per class (mean over seeds), mean ± std over classes, std over seeds."""
+    rows = []
+    for method in dict.fromkeys(r["method"] for r in results):
+        for gamma in gammas:
+            runs = [r for r in results if r["method"] == method and (r["gamma"] == gamma or method in BASELINES)]
+            if not runs:
+                continue
+            per_class = {c: float(np.mean([r["auroc"] for r in runs if r["class"] == c]))
+                         for c in sorted({r["class"] for r in runs})}
+            per_seed = [np.mean([r["auroc"] for r in runs if r["seed"] == s]) for s in sorted({r["seed"] for r in runs})]
+            rows.append({"method": method, "gamma": gamma, "per_class": per_class,
+                         "mean": float(np.mean(list(per_class.values()))),
+                         "std_over_classes": float(np.std(list(per_class.values()))),
+                         "std_over_seeds": float(np.std(per_seed))})
+    return rows
+
+
+def format_table(results: list[dict], classes: list[int], gammas: list[float]) -> str:
+    """The paper's layout: one row per method and γ, AUROC (%) per normal class, then mean ± std."""
+    header = "| method | γ | " + " | ".join(str(c) for c in classes) + " | mean ± std |"
+    lines = [header, "|" + "---|" * (len(classes) + 3)]
+    for row in summarise(results, gammas):
+        cells = [f"{100 * row['per_class'][c]:.1f}" if c in row["per_class"] else "–" for c in classes]
+        gamma = "–" if row["method"] in BASELINES else f"{row['gamma']:g}"
+        lines.append(f"| {row['method']} | {gamma} | " + " | ".join(cells)
+                     + f" | {100 * row['mean']:.1f} ± {100 * row['std_over_classes']:.1f} |")
+    return "\n".join(dict.fromkeys(lines))
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    os.replace(tmp, path)
