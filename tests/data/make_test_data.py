@@ -2,7 +2,8 @@
 
 usage: python tests/data/make_test_data.py /path/to/shared/data
 Writes mitdb/208 and mitdb-pvc/119 (first 3 minutes, WFDB, original ADC values and
-annotations) and fsdd/ (12 WAVs copied unchanged). See PROVENANCE.md.
+annotations), fashion-mnist/ (40 train and 20 test images per class, IDX)
+and fsdd/ (12 WAVs copied unchanged). See PROVENANCE.md.
 """
 
 import shutil
@@ -12,7 +13,10 @@ from pathlib import Path
 import numpy as np
 import wfdb
 
+from modalities.image import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, read_idx, write_idx
+
 SECONDS = 180
+FASHION_PER_CLASS = {"train": 40, "t10k": 20}
 FSDD_FILES = [f"{d}_{s}_{i}.wav" for d in (0, 1) for s in ("george", "jackson", "theo") for i in (0, 1)]
 
 
@@ -47,10 +51,22 @@ def slice_record(src: Path, ext: str, out_dir: Path) -> None:
     )
 
 
+def slice_fashion_mnist(src: Path, out_dir: Path) -> None:
+    """The first N images of each class, in the original IDX layout (gzip)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stem, per_class in FASHION_PER_CLASS.items():
+        images = read_idx(src / f"{stem}-images-idx3-ubyte.gz", IDX_IMAGES_MAGIC)
+        labels = read_idx(src / f"{stem}-labels-idx1-ubyte.gz", IDX_LABELS_MAGIC)
+        keep = np.sort(np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in range(10)]))
+        write_idx(out_dir / f"{stem}-images-idx3-ubyte.gz", images[keep])
+        write_idx(out_dir / f"{stem}-labels-idx1-ubyte.gz", labels[keep])
+
+
 def main(shared: Path) -> None:
     here = Path(__file__).parent
     slice_record(shared / "mitdb" / "208", "atr", here / "mitdb")
     slice_record(shared / "mitdb-mlii-pvc" / "119", "pvc", here / "mitdb-pvc")
+    slice_fashion_mnist(shared / "fashion-mnist", here / "fashion-mnist")
     (here / "fsdd").mkdir(exist_ok=True)
     for name in FSDD_FILES:
         shutil.copyfile(shared / "fsdd" / "recordings" / name, here / "fsdd" / name)
