@@ -105,7 +105,8 @@ def run(args) -> int:
     results = json.loads(out.read_text())["runs"] if args.resume and out.exists() else []
     done = {(r["method"], r["gamma"], r["seed"], r["class"]) for r in results}
 
-    plan = [(m, g, s, c) for s in seeds for g in gammas for c in classes for m in methods
+    # Class by class, so an interrupted run (see --resume) still leaves complete rows per class.
+    plan = [(m, g, s, c) for s in seeds for c in classes for g in gammas for m in methods
             if not (m in BASELINES and g != gammas[0])]
     for method, gamma, seed, normal_class in tqdm(plan, desc="bench-images", unit="run"):
         if (method, gamma, seed, normal_class) in done:
