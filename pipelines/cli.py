@@ -13,6 +13,11 @@ import sys
 
 COMMAND_MODULES = [
     "pipelines.bench_images",
+    "pipelines.offline",
+    "pipelines.kafka_scorer",
+    "pipelines.replay",
+    "pipelines.monitor",
+    "pipelines.demo",
 ]
 
 

@@ -1,0 +1,109 @@
+"""Benchmark 1: MIT-BIH PVC detection, inter-patient, on the MLII records of mitdb-mlii-pvc.
+
+Protocol (fixed before any run): the nine MLII records, sorted, are dealt alternately into
+two folds, A = 100, 106, 116, 121, 200 and B = 105, 108, 119, 123. Each fold's model is
+trained on normal ('Q') beats of one fold's records and tested on every beat of the
+other fold's records ('V' = PVC = anomalous, 'Q' = any other beat = normal), so no test
+patient is ever seen in training; the headline is the mean AUROC of the two directions.
+Records 102, 104 and 114 are left out: their only signal is V5, not MLII.
+Training beats are a seeded random subset (--max-train-beats) to fit the CPU budget.
+Settings are tuned with --validation only, which never scores the test records.
+The same windows feed AGAD and the baselines; the final epoch is scored.
+
+usage: nice python benchmarks/bench_ecg_pvc.py [--data DIR] [--epochs N] ...
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+
+from common import (DETECTORS, auroc_by_detector, base_parser, fit_agad, footer, markdown_table, mean_std,
+                    setup)
+from modalities.ecg import ECGModality
+
+FOLD_A = ["100", "106", "116", "121", "200"]
+FOLD_B = ["105", "108", "119", "123"]
+#: (train records, test records): each fold trains once and tests on the other
+DIRECTIONS = [(FOLD_A, FOLD_B), (FOLD_B, FOLD_A)]
+
+
+def parse_args():
+    parser = base_parser(__doc__.splitlines()[0], "mitdb-mlii-pvc")
+    parser.add_argument("--fs", type=float, default=180.0, help="resample to this rate (Hz)")
+    parser.add_argument("--window-s", type=float, default=0.8)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--channels", default="32,64,128")
+    parser.add_argument("--latent-dim", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--max-train-beats", type=int, default=3000)
+    parser.add_argument("--validation", action="store_true",
+                        help="tuning mode: never scores the test records; in each direction the training record "
+                             "with the most PVCs is held out as validation and the rest are trained on")
+    parser.add_argument("--out", help="write the results as JSON here")
+    return parser.parse_args()
+
+
+def training_subset(n: int, limit: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, size=min(n, limit), replace=False))
+
+
+def run_direction(modality: ECGModality, windows, train_records, test_records, args) -> dict:
+    train = windows.subset(np.isin(windows.group, train_records) & (windows.y == 0))
+    train = train.subset(training_subset(len(train), args.max_train_beats, args.seed))
+    test = windows.subset(np.isin(windows.group, test_records))
+    X_train, X_test = modality.prepare(train.X), modality.prepare(test.X)
+    model, agad_seconds = fit_agad(
+        X_train, None, args, channels=tuple(int(c) for c in args.channels.split(",")), latent_dim=args.latent_dim,
+        epochs=args.epochs, batch_size=args.batch_size,
+    )
+    aurocs, seconds = auroc_by_detector(model, X_train, X_test, test.y)
+    seconds["AGAD"] = agad_seconds
+    return {
+        "train_records": train_records, "test_records": test_records, "n_train": len(X_train),
+        "n_test_normal": int(np.sum(test.y == 0)), "n_test_pvc": int(np.sum(test.y == 1)),
+        "auroc": aurocs, "fit_seconds": seconds,
+        "agad_final_epoch": model.history_[-1],
+    }
+
+
+def validation_direction(windows, train_records: list[str]) -> tuple[list[str], list[str]]:
+    """(training records minus the one with the most PVCs, [that record]) for tuning without test data."""
+    pvcs = {r: int(np.sum(windows.y[windows.group == r])) for r in train_records}
+    held = max(train_records, key=pvcs.get)
+    return [r for r in train_records if r != held], [held]
+
+
+def main() -> None:
+    args = parse_args()
+    started = setup(args)
+    modality = ECGModality(fs=args.fs, window_s=args.window_s, ann="pvc")
+    windows = modality.load(args.data, records=FOLD_A + FOLD_B)
+    directions = [validation_direction(windows, train) for train, _ in DIRECTIONS] if args.validation else DIRECTIONS
+    results = []
+    for train_records, test_records in directions:
+        t0 = time.perf_counter()
+        results.append(run_direction(modality, windows, train_records, test_records, args))
+        print(f"train {','.join(train_records)} -> test {','.join(test_records)}: "
+              f"{results[-1]['auroc']} ({time.perf_counter() - t0:.0f} s)", flush=True)
+
+    rows = [[f"{','.join(r['train_records'])} → {','.join(r['test_records'])}", r["n_train"],
+             f"{r['n_test_normal']}/{r['n_test_pvc']}", *[r["auroc"][d] for d in DETECTORS]] for r in results]
+    rows.append(["mean of both directions", "", "", *[float(np.mean([r["auroc"][d] for r in results])) for d in DETECTORS]])
+    scored_on = "VALIDATION records (tuning run)" if args.validation else "test records"
+    print(f"\n## MIT-BIH PVC, inter-patient (MLII records), AUROC on {scored_on}\n")
+    print(markdown_table(["train → test records", "train beats", "test normal/PVC", *DETECTORS], rows))
+    print(f"\nAGAD mean over directions: {mean_std([r['auroc']['AGAD'] for r in results])}")
+    print(f"budget: fs {args.fs:g} Hz, window {args.window_s} s, channels {args.channels}, latent {args.latent_dim}, "
+          f"{args.epochs} epochs, batch {args.batch_size}, ≤{args.max_train_beats} training beats; final epoch scored")
+    print(footer(started, args))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Shared pieces of the benchmark scripts: data location, timing, fitting and scoring, tables.
+
+Every benchmark trains with a fixed budget and seed and scores the final epoch; no
+epoch, threshold or setting is chosen on test data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from agad_stream import AGAD  # noqa: E402
+from pipelines.baselines import BASELINE_NAMES  # noqa: E402
+from pipelines.offline import score_detectors  # noqa: E402
+from pipelines.reports import ranking_metrics  # noqa: E402
+
+#: data folder used when neither --data nor AGAD_DATA is given (the shared data beside the repository)
+DEFAULT_DATA_ROOT = REPO.parent / "shared" / "data"
+DETECTORS = ("AGAD", *BASELINE_NAMES)
+
+
+def data_path(subfolder: str) -> Path:
+    """$AGAD_DATA/<subfolder>, else ../shared/data/<subfolder> next to the repository."""
+    return Path(os.environ.get("AGAD_DATA", DEFAULT_DATA_ROOT)) / subfolder
+
+
+def base_parser(description: str, subfolder: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--data", type=Path, default=data_path(subfolder),
+                        help=f"dataset folder (default $AGAD_DATA/{subfolder} or ../shared/data/{subfolder})")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu (default, reproducible), cuda or auto")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (1: on a shared 2-core machine, 2 threads per job oversubscribe it badly)")
+    parser.add_argument("--verbose", action="store_true", help="progress bars")
+    return parser
+
+
+def setup(args: argparse.Namespace) -> float:
+    """Seed and thread count; returns the start time."""
+    if not args.data.exists():
+        raise SystemExit(f"data folder {args.data} not found: pass --data or set AGAD_DATA")
+    torch.set_num_threads(args.threads)
+    np.random.seed(args.seed)
+    return time.perf_counter()
+
+
+def fit_agad(X: np.ndarray, y: np.ndarray | None, args: argparse.Namespace, **params: Any) -> tuple[AGAD, float]:
+    started = time.perf_counter()
+    model = AGAD(random_state=args.seed, device=args.device, verbose=args.verbose, **params).fit(X, y)
+    return model, time.perf_counter() - started
+
+
+def auroc_by_detector(
+    model: AGAD, X_train: np.ndarray, X_test: np.ndarray, y_test: np.ndarray,
+    source: np.ndarray | None = None, aggregate: str | None = None,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """AUROC of AGAD and the three baselines (fitted on X_train) on the same test windows,
+    optionally on per-source aggregated scores; plus each detector's fit seconds."""
+    from modalities import aggregate_scores
+
+    scored = score_detectors(model, X_train, None, X_test, list(BASELINE_NAMES))
+    labels = y_test
+    if aggregate:
+        _, labels = aggregate_scores(y_test, source, "max")
+    aurocs, seconds = {}, {}
+    for name, s in scored.items():
+        scores = aggregate_scores(s.scores, source, aggregate)[1] if aggregate else s.scores
+        aurocs[name] = ranking_metrics(labels.astype(int), scores)["auroc"]
+        seconds[name] = s.fit_seconds or 0.0
+    return aurocs, seconds
+
+
+def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
+    def cell(value: Any) -> str:
+        return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def mean_std(values: list[float]) -> str:
+    return f"{np.mean(values):.4f} ± {np.std(values):.4f}"
+
+
+def footer(started: float, args: argparse.Namespace) -> str:
+    return (f"wall time {time.perf_counter() - started:.0f} s on {platform.machine()} "
+            f"({args.threads} torch threads, device {args.device}); seed {args.seed}; "
+            f"command: {' '.join(sys.argv)}")

@@ -1,0 +1,220 @@
+"""`agad-stream demo`: the whole product in one command, on real MIT-BIH ECG.
+
+1. Uses the Kafka broker at --bootstrap-servers, or starts the local one
+   (scripts/kafka-local.sh) when none answers, and stops it at the end.
+2. Trains a small AGAD model on the normal beats of some records (PVC detection:
+   'V' beats are the anomalies) and publishes it to a model registry.
+3. Starts `agad-stream score` on that registry in a subprocess.
+4. Replays held-out records (never seen in training) into the input topic, with their
+   true labels, while a live summary follows the scores topic.
+5. Stops the scorer cleanly (SIGTERM) and prints the final AUROC.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from agad_stream import AGAD, ModelRegistry
+from modalities import Modality, Windows, get_modality
+from pipelines.model_dir import save_model_dir
+from pipelines.monitor import LiveSummary, follow, format_snapshot, open_scores
+from pipelines.replay import send_messages, window_messages
+from pipelines.streaming.kafka_io import broker_answers, create_topics, make_producer, quiet_kafka_logging
+
+REPO = Path(__file__).resolve().parents[1]
+#: MIT-BIH records with PVC annotations: bundled with the repo, else the shared data folder next to it
+DATA_CANDIDATES = (REPO / "data" / "mitdb-mlii-pvc", REPO.parent / "shared" / "data" / "mitdb-mlii-pvc")
+KAFKA_SCRIPT = REPO / "scripts" / "kafka-local.sh"
+#: MLII records with few PVCs for training; PVC-rich ones held out for the replay
+TRAIN_RECORDS = "100,105,108,116,121,123"
+REPLAY_RECORDS = "119,200"
+SCORER_READY_TIMEOUT_S = 120.0
+
+
+def ensure_broker(bootstrap_servers: str) -> bool:
+    """True if this call started the local broker (so the demo must stop it)."""
+    if broker_answers(bootstrap_servers):
+        return False
+    host, _, port = bootstrap_servers.split(",")[0].rpartition(":")
+    if host not in ("127.0.0.1", "localhost"):
+        raise ValueError(f"no Kafka broker answers at {bootstrap_servers}; start it, or use a local address")
+    print(f"no broker at {bootstrap_servers}: starting the local one ({KAFKA_SCRIPT.name} start)", flush=True)
+    done = subprocess.run(["bash", str(KAFKA_SCRIPT), "start"], env={**os.environ, "KAFKA_PORT": port})
+    if done.returncode != 0:
+        raise RuntimeError(f"{KAFKA_SCRIPT} start failed (exit {done.returncode})")
+    return True
+
+
+def stop_broker(bootstrap_servers: str) -> None:
+    port = bootstrap_servers.split(",")[0].rpartition(":")[2]
+    subprocess.run(["bash", str(KAFKA_SCRIPT), "stop"], env={**os.environ, "KAFKA_PORT": port})
+
+
+def find_data(given: str | None) -> Path:
+    candidates = [Path(given)] if given else list(DATA_CANDIDATES)
+    for path in candidates:
+        if path.is_dir() and any(path.glob("*.hea")):
+            return path
+    raise FileNotFoundError(
+        f"MIT-BIH records not found in {', '.join(map(str, candidates))}: pass --data DIR, a directory of "
+        f"WFDB records with '.pvc' annotations (such as ../shared/data/mitdb-mlii-pvc)"
+    )
+
+
+def train_model(modality: Modality, data: Path, records: list[str], args: argparse.Namespace) -> AGAD:
+    windows = modality.load(data, records=records)
+    normal = modality.prepare(windows.X[windows.y == 0])
+    rng = np.random.default_rng(0)
+    normal = normal[rng.permutation(len(normal))[: args.max_train_windows]]
+    print(f"training on {len(normal)} normal beats of records {','.join(records)} "
+          f"({args.epochs} epochs, channels {args.channels})", flush=True)
+    channels = tuple(int(c) for c in args.channels.split(","))
+    model = AGAD(channels=channels, latent_dim=32, epochs=args.epochs, batch_size=128, random_state=0,
+                 device=args.device, verbose=True)
+    return model.fit(normal)
+
+
+def start_scorer(registry: Path, topics: dict[str, str], args: argparse.Namespace, log_path: Path) -> subprocess.Popen:
+    command = [
+        sys.executable, "-m", "pipelines.cli", "score", "--model-registry", str(registry),
+        "--bootstrap-servers", args.bootstrap_servers, "--in-topic", topics["in"], "--out-topic", topics["out"],
+        "--dlq-topic", topics["dlq"], "--group", topics["group"], "--device", args.device,
+        "--metrics-port", str(args.metrics_port), "--torch-threads", str(args.torch_threads),
+    ]
+    with open(log_path, "w") as log:
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+
+
+def wait_until_assigned(scorer: subprocess.Popen, log_path: Path, topic: str) -> None:
+    """The scorer joined its group and owns partitions (so replay latencies are not startup time)."""
+    deadline = time.monotonic() + SCORER_READY_TIMEOUT_S
+    while f"event=partitions_assigned partitions={topic}" not in log_path.read_text():
+        if scorer.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the scorer did not start; its log ({log_path}):\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.5)
+
+
+def stop_scorer(scorer: subprocess.Popen) -> None:
+    if scorer.poll() is None:
+        scorer.send_signal(signal.SIGTERM)
+        try:
+            scorer.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            scorer.kill()
+            scorer.wait()
+
+
+def replay_in_background(windows: Windows, topic: str, args: argparse.Namespace) -> threading.Thread:
+    def replay() -> None:
+        producer = make_producer(args.bootstrap_servers)
+        try:
+            send_messages(producer, topic, window_messages(windows, args.encoding), rate=args.rate, total=len(windows))
+        finally:
+            producer.close()
+
+    thread = threading.Thread(target=replay, name="replay", daemon=True)
+    thread.start()
+    return thread
+
+
+def stop_when_exited(process: subprocess.Popen, stop: threading.Event) -> None:
+    process.wait()
+    stop.set()
+
+
+def watch_scores(windows: Windows, topics: dict[str, str], scorer: subprocess.Popen,
+                 args: argparse.Namespace) -> dict:
+    """Replay the windows and follow the scores until each one is scored (or the scorer dies)."""
+    consumer = open_scores(args.bootstrap_servers, topics["out"], from_beginning=True)
+    stop = threading.Event()
+    threading.Thread(target=stop_when_exited, args=(scorer, stop), daemon=True).start()
+    try:
+        replay = replay_in_background(windows, topics["in"], args)
+        final = follow(consumer, LiveSummary(), expect=len(windows), idle_timeout_s=args.idle_timeout,
+                       interval_s=2.0, report=lambda s: tqdm.write("  live: " + format_snapshot(s)), stop=stop)
+        replay.join()
+    finally:
+        consumer.close()
+    return final
+
+
+def run_demo(args: argparse.Namespace, data: Path) -> int:
+    work = Path(args.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    modality = get_modality("ecg", ann="pvc")
+    started = time.monotonic()
+    model = train_model(modality, data, args.train_records.split(","), args)
+    model_dir = save_model_dir(work / "model", model, modality)
+    registry = work / "registry"
+    version = ModelRegistry(registry).publish(model_dir)
+    print(f"model trained in {time.monotonic() - started:.0f} s, published as version {version} of {registry}")
+
+    run_id = uuid.uuid4().hex[:8]
+    topics = {"in": f"agad-demo-{run_id}-windows", "out": f"agad-demo-{run_id}-scores",
+              "dlq": f"agad-demo-{run_id}-dead-letters", "group": f"agad-demo-{run_id}"}
+    create_topics(args.bootstrap_servers, [topics["in"], topics["out"], topics["dlq"]], partitions=args.partitions)
+    replay = modality.load(data, records=args.replay_records.split(","))
+    log_path = work / "scorer.log"
+    scorer = start_scorer(registry, topics, args, log_path)
+    try:
+        wait_until_assigned(scorer, log_path, topics["in"])
+        print(f"scorer running (log: {log_path}); replaying {len(replay)} beats of records {args.replay_records} "
+              f"({int(replay.y.sum())} PVCs) {f'at {args.rate:g}/s' if args.rate else 'as fast as possible'} "
+              f"into {topics['in']}", flush=True)
+        final = watch_scores(replay, topics, scorer, args)
+    finally:
+        stop_scorer(scorer)
+    print("\nfinal: " + format_snapshot(final))
+    if final["scored"] < len(replay):
+        print(f"only {final['scored']} of {len(replay)} windows were scored; see {log_path}", file=sys.stderr)
+        return 1
+    auroc = "n/a (one class only)" if final["auroc"] is None else f"{final['auroc']:.4f}"
+    print(f"AUROC on held-out records {args.replay_records}: {auroc}")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("demo", help="train, serve and replay MIT-BIH ECG through Kafka; prints the live AUROC",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bootstrap-servers", default="127.0.0.1:9092")
+    p.add_argument("--data", help="MIT-BIH records with .pvc annotations (default: the first of "
+                                  + ", ".join(str(c) for c in DATA_CANDIDATES) + " that exists)")
+    p.add_argument("--train-records", default=TRAIN_RECORDS, help="records whose normal beats train the model")
+    p.add_argument("--replay-records", default=REPLAY_RECORDS, help="held-out records replayed through Kafka")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--channels", default="32,64,128", help="conv widths (small, so training takes under a minute)")
+    p.add_argument("--max-train-windows", type=int, default=6000, help="normal beats drawn for training")
+    p.add_argument("--rate", type=float, default=500.0, help="replay rate, windows per second")
+    p.add_argument("--encoding", choices=("json", "binary"), default="binary")
+    p.add_argument("--partitions", type=int, default=1)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--torch-threads", type=int, default=1,
+                   help="CPU threads for training and scoring (default 1, the fastest on a busy 2-core machine)")
+    p.add_argument("--metrics-port", type=int, default=0, help="scorer's Prometheus port (0 = off)")
+    p.add_argument("--idle-timeout", type=float, default=60.0, help="give up after this many seconds without a score")
+    p.add_argument("--work-dir", default=str(REPO / ".work" / "demo"), help="model, registry and scorer log")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    quiet_kafka_logging()
+    torch.set_num_threads(args.torch_threads)
+    data = find_data(args.data)
+    started_broker = ensure_broker(args.bootstrap_servers)
+    try:
+        return run_demo(args, data)
+    finally:
+        if started_broker:
+            stop_broker(args.bootstrap_servers)

@@ -1,0 +1,81 @@
+"""`agad-stream score`: live scoring of raw windows from Kafka (see pipelines/streaming).
+
+Run several processes with the same --group to share a topic's partitions. SIGTERM or
+Ctrl-C finishes the current batch, publishes it, commits and exits; a second Ctrl-C
+quits at once (the uncommitted batch is then consumed again on restart).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+import torch
+
+from pipelines.streaming import codec
+from pipelines.streaming.kafka_io import quiet_kafka_logging
+from pipelines.streaming.loop import Scorer, ScorerConfig
+from pipelines.streaming.serving import ModelSource
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("score", help="score windows from a Kafka topic live (at-least-once, hot reload)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    model = p.add_mutually_exclusive_group(required=True)
+    model.add_argument("--model", help="model directory to serve (fixed)")
+    model.add_argument("--model-registry", help="model registry directory; its current version is served and hot-reloaded")
+    p.add_argument("--bootstrap-servers", default="127.0.0.1:9092")
+    p.add_argument("--in-topic", required=True, help="raw windows (JSON or binary float32)")
+    p.add_argument("--out-topic", required=True, help="scores (JSON)")
+    p.add_argument("--dlq-topic", required=True, help="dead letters: original message plus an 'error' header")
+    p.add_argument("--group", required=True, help="consumer group; scorers in one group share the partitions")
+    p.add_argument("--max-batch", type=int, default=256, help="most windows per micro-batch (default 256)")
+    p.add_argument("--max-wait-ms", type=int, default=50, help="longest wait to fill a batch after its first window (default 50)")
+    p.add_argument("--max-message-bytes", type=int, default=codec.DEFAULT_MAX_MESSAGE_BYTES,
+                   help="larger input messages are dead-lettered as oversize")
+    p.add_argument("--offset-reset", choices=("earliest", "latest"), default="earliest",
+                   help="where a new group starts reading (default earliest)")
+    p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:1...")
+    p.add_argument("--torch-threads", type=int, default=1,
+                   help="CPU threads for inference (default 1: on a busy or small machine more threads contend "
+                        "with the Kafka client threads and slow down; scale out with one scorer per core instead)")
+    p.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (0 = off)")
+    p.add_argument("--session-timeout-ms", type=int, default=10_000,
+                   help="a crashed scorer's partitions move to the others after this long (broker minimum 6000)")
+    p.add_argument("--client-id", help="Kafka client id (default agad-scorer-HOST-PID)")
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace) -> ScorerConfig:
+    if args.max_batch < 1 or args.max_wait_ms < 0:
+        raise ValueError("--max-batch must be >= 1 and --max-wait-ms >= 0")
+    extra = {"client_id": args.client_id} if args.client_id else {}
+    return ScorerConfig(
+        bootstrap_servers=args.bootstrap_servers, in_topic=args.in_topic, out_topic=args.out_topic,
+        dlq_topic=args.dlq_topic, group=args.group, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+        max_message_bytes=args.max_message_bytes, offset_reset=args.offset_reset, metrics_port=args.metrics_port,
+        session_timeout_ms=args.session_timeout_ms, **extra,
+    )
+
+
+def stop_on_signals(scorer: Scorer) -> None:
+    """First SIGTERM/SIGINT: finish the batch and stop; a second one exits at once."""
+
+    def handle(signum, frame):
+        if scorer.stopping:
+            sys.exit(128 + signum)
+        scorer.stop()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def run(args: argparse.Namespace) -> int:
+    quiet_kafka_logging()
+    torch.set_num_threads(args.torch_threads)
+    models = ModelSource(model_dir=args.model, registry=args.model_registry, device=args.device)
+    scorer = Scorer(config_from_args(args), models)
+    stop_on_signals(scorer)
+    scorer.run()
+    return 0

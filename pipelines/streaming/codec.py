@@ -1,0 +1,268 @@
+"""The message contract, as small pure functions (no broker needed to test them).
+
+Input (one raw window per message, key = stream id):
+  JSON    value {"id", "stream", "ts", "values"}; values flat or nested per channel;
+          content-type header absent or "application/json".
+  binary  value = little-endian float32 samples; headers content-type
+          "application/x-float32-le", shape (e.g. "1,288") and id; ts header optional.
+  Optional header label = "0" / "1" (the truth, when a replay knows it).
+Output: JSON {"id", "stream", "model_version", "score", "threshold", "is_anomaly",
+  "label" (if given), "scored_at", "latency_ms", "top_segments"}.
+Dead letters: the original key, value and headers plus an `error` header
+  "<reason>: <detail>" and the source topic/partition/offset.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+JSON_CONTENT_TYPE = "application/json"
+BINARY_CONTENT_TYPE = "application/x-float32-le"
+DEFAULT_MAX_MESSAGE_BYTES = 1_000_000
+
+Headers = list[tuple[str, bytes]]
+
+# Dead-letter reasons: the first word of the `error` header.
+OVERSIZE = "oversize"
+UNKNOWN_CONTENT_TYPE = "unknown_content_type"
+UNDECODABLE = "undecodable"
+WRONG_SHAPE = "wrong_shape"
+NON_FINITE = "non_finite"
+SCORING_FAILED = "scoring_failed"
+DEAD_LETTER_REASONS = (OVERSIZE, UNKNOWN_CONTENT_TYPE, UNDECODABLE, WRONG_SHAPE, NON_FINITE, SCORING_FAILED)
+
+
+class InvalidMessage(ValueError):
+    """A message that cannot be scored; `reason` is one of DEAD_LETTER_REASONS."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class Window:
+    """One decoded input message, ready for the model's modality."""
+
+    id: str
+    stream: str | None
+    ts: Any
+    raw: np.ndarray
+    label: int | None
+
+
+def header(headers: Headers | None, name: str) -> bytes | None:
+    """The last value of header `name` (case-insensitive), or None."""
+    found = None
+    for key, value in headers or ():
+        if key.lower() == name:
+            found = value
+    return found
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("utf-8", errors="replace")
+
+
+def decode_window(
+    value: bytes | None,
+    key: bytes | None,
+    headers: Headers | None,
+    raw_shape: tuple[int, ...],
+    max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+) -> Window:
+    """Decode and validate one input message against the served model's raw window shape.
+
+    Raises InvalidMessage naming the dead-letter reason.
+    """
+    if value is None or len(value) == 0:
+        raise InvalidMessage(UNDECODABLE, "empty message value")
+    if len(value) > max_bytes:
+        raise InvalidMessage(OVERSIZE, f"{len(value)} bytes exceeds the limit of {max_bytes}")
+    content_type = (_text(header(headers, "content-type")) or JSON_CONTENT_TYPE).split(";")[0].strip().lower()
+    label = parse_label(header(headers, "label"))
+    stream = _text(key)
+    if content_type == JSON_CONTENT_TYPE:
+        window_id, stream, ts, values = _parse_json(value, stream)
+    elif content_type == BINARY_CONTENT_TYPE:
+        window_id, ts, values = _parse_binary(value, headers)
+    else:
+        raise InvalidMessage(
+            UNKNOWN_CONTENT_TYPE, f"{content_type!r}; use {JSON_CONTENT_TYPE!r} or {BINARY_CONTENT_TYPE!r}"
+        )
+    raw = fit_shape(values, raw_shape)
+    if not np.isfinite(raw).all():
+        raise InvalidMessage(NON_FINITE, f"{int((~np.isfinite(raw)).sum())} value(s) are NaN or inf")
+    return Window(id=window_id, stream=stream, ts=ts, raw=raw, label=label)
+
+
+def parse_label(value: bytes | None) -> int | None:
+    if value is None:
+        return None
+    text = value.decode("ascii", errors="replace").strip()
+    if text not in ("0", "1"):
+        raise InvalidMessage(UNDECODABLE, f"label header must be 0 or 1, got {text!r}")
+    return int(text)
+
+
+def _parse_json(value: bytes, stream: str | None) -> tuple[str, str | None, Any, np.ndarray]:
+    try:
+        message = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidMessage(UNDECODABLE, f"not JSON ({error})") from None
+    if not isinstance(message, dict):
+        raise InvalidMessage(UNDECODABLE, f"JSON value must be an object, got {type(message).__name__}")
+    missing = [k for k in ("id", "values") if k not in message]
+    if missing:
+        raise InvalidMessage(UNDECODABLE, f"JSON object lacks {missing}")
+    if not isinstance(message["values"], list):
+        raise InvalidMessage(UNDECODABLE, "'values' must be a list of numbers (flat or nested per channel)")
+    try:
+        values = np.asarray(message["values"])
+    except ValueError as error:
+        raise InvalidMessage(UNDECODABLE, f"'values' is not a rectangular array ({error})") from None
+    if values.dtype.kind not in "iuf":
+        raise InvalidMessage(UNDECODABLE, f"'values' must hold only numbers, got {values.dtype} values")
+    return str(message["id"]), message.get("stream", stream), message.get("ts"), values.astype(np.float32)
+
+
+def _parse_binary(value: bytes, headers: Headers | None) -> tuple[str, Any, np.ndarray]:
+    window_id = _text(header(headers, "id"))
+    if not window_id:
+        raise InvalidMessage(UNDECODABLE, "binary message lacks an 'id' header")
+    shape = parse_shape(header(headers, "shape"))
+    needed = 4 * math.prod(shape)
+    if len(value) != needed:
+        raise InvalidMessage(WRONG_SHAPE, f"value has {len(value)} bytes, shape {shape} of float32 needs {needed}")
+    ts = _text(header(headers, "ts"))
+    return window_id, ts, np.frombuffer(value, dtype="<f4").reshape(shape).astype(np.float32)
+
+
+def parse_shape(value: bytes | None) -> tuple[int, ...]:
+    """'1,288', '1x288' or '[1, 288]' -> (1, 288)."""
+    if value is None:
+        raise InvalidMessage(UNDECODABLE, "binary message lacks a 'shape' header")
+    text = value.decode("ascii", errors="replace").strip().strip("[]()").replace("x", ",")
+    try:
+        shape = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise InvalidMessage(UNDECODABLE, f"shape header {text!r} is not a list of integers") from None
+    if not shape or min(shape) < 1:
+        raise InvalidMessage(UNDECODABLE, f"shape header {text!r} must hold positive integers")
+    return shape
+
+
+def fit_shape(values: np.ndarray, raw_shape: tuple[int, ...]) -> np.ndarray:
+    """Accept the exact window shape, or a flat list with the right number of samples."""
+    if values.shape == tuple(raw_shape):
+        return values
+    if values.ndim == 1 and values.size == math.prod(raw_shape):
+        return values.reshape(raw_shape)
+    raise InvalidMessage(
+        WRONG_SHAPE,
+        f"values have shape {values.shape}; the model expects {tuple(raw_shape)} (or {math.prod(raw_shape)} flat)",
+    )
+
+
+def encode_json_window(window_id: str, values: np.ndarray, stream: str | None = None, ts: Any = None) -> bytes:
+    """JSON input message (values nested per channel)."""
+    return json.dumps({"id": window_id, "stream": stream, "ts": ts, "values": np.asarray(values).tolist()}).encode()
+
+
+def encode_binary_window(window_id: str, values: np.ndarray, ts: Any = None) -> tuple[bytes, Headers]:
+    """Binary input message: little-endian float32 value plus content-type, shape and id headers."""
+    values = np.asarray(values, dtype="<f4")
+    headers = [
+        ("content-type", BINARY_CONTENT_TYPE.encode()),
+        ("shape", ",".join(map(str, values.shape)).encode()),
+        ("id", window_id.encode()),
+    ]
+    if ts is not None:
+        headers.append(("ts", str(ts).encode()))
+    return values.tobytes(), headers
+
+
+def label_header(label: int | None) -> Headers:
+    return [] if label is None else [("label", str(int(label)).encode())]
+
+
+def iso_utc(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def encode_score(
+    window: Window,
+    model_version: int | str,
+    score: float,
+    threshold: float,
+    top_segments: list[dict],
+    scored_at: float,
+    latency_ms: float,
+) -> bytes:
+    """The output message for one scored window."""
+    message = {
+        "id": window.id,
+        "stream": window.stream,
+        "model_version": model_version,
+        "score": float(score),
+        "threshold": float(threshold),
+        "is_anomaly": bool(score > threshold),
+        "scored_at": iso_utc(scored_at),
+        "latency_ms": round(float(latency_ms), 3),
+        "top_segments": top_segments,
+    }
+    if window.label is not None:
+        message["label"] = window.label
+    return json.dumps(message).encode()
+
+
+def dead_letter_headers(headers: Headers | None, error: InvalidMessage, topic: str, partition: int, offset: int) -> Headers:
+    """The original headers plus why the message was rejected and where it came from."""
+    return [
+        *(headers or []),
+        ("error", str(error).encode("utf-8", errors="replace")),
+        ("source-topic", topic.encode()),
+        ("source-partition", str(partition).encode()),
+        ("source-offset", str(offset).encode()),
+    ]
+
+
+def top_segments(residuals: np.ndarray, k: int = 3, n_segments: int = 8) -> list[list[dict]]:
+    """The k segments with the largest residual energy, per window: the explanation of a score.
+
+    residuals: [N, C, L] (segments of about L / n_segments samples) or [N, C, H, W]
+    (a grid of n_segments x n_segments tiles). Each segment: channel, start, end
+    (exclusive; [row, col] pairs for 2D), energy (sum of squared residuals, input units)
+    and share (its fraction of the window's residual energy).
+    """
+    residuals = np.asarray(residuals, dtype=np.float64)
+    n, _, *spatial = residuals.shape
+    bounds = [np.unique(np.linspace(0, size, min(n_segments, size) + 1).astype(int)) for size in spatial]
+    energy = residuals**2
+    for axis, edges in enumerate(bounds, start=2):
+        energy = np.add.reduceat(energy, edges[:-1], axis=axis)
+    flat = energy.reshape(n, -1)
+    best = np.argsort(-flat, axis=1, kind="stable")[:, : min(k, flat.shape[1])]
+    channel, *cells = np.unravel_index(best, energy.shape[1:])
+    top_energy = np.take_along_axis(flat, best, axis=1)
+    share = top_energy / np.maximum(flat.sum(axis=1, keepdims=True), np.finfo(np.float64).tiny)
+    starts = _positions([edges[cell] for edges, cell in zip(bounds, cells)])
+    ends = _positions([edges[cell + 1] for edges, cell in zip(bounds, cells)])
+    return [
+        [{"channel": c, "start": s, "end": e, "energy": en, "share": sh} for c, s, e, en, sh in zip(*row)]
+        for row in zip(channel.tolist(), starts, ends, top_energy.tolist(), share.tolist())
+    ]
+
+
+def _positions(per_axis: list[np.ndarray]) -> list:
+    """[N, k] segment positions: ints for 1D windows, [row, col] lists for 2D."""
+    if len(per_axis) == 1:
+        return per_axis[0].tolist()
+    return np.stack(per_axis, axis=-1).tolist()

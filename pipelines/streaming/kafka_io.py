@@ -1,0 +1,56 @@
+"""Small broker helpers shared by replay, monitor, demo, tests and the benchmark."""
+
+from __future__ import annotations
+
+import logging
+
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+
+def broker_answers(bootstrap_servers: str, timeout_ms: int = 3000) -> bool:
+    """True when a broker at `bootstrap_servers` answers a metadata request (a quiet probe:
+    kafka-python's connection errors are expected here and not logged)."""
+    kafka_log = logging.getLogger("kafka")
+    level = kafka_log.level
+    kafka_log.setLevel(logging.CRITICAL)
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, bootstrap_timeout_ms=timeout_ms,
+                                 request_timeout_ms=timeout_ms)
+        try:
+            return bool(admin.describe_cluster().get("brokers"))
+        finally:
+            admin.close()
+    except KafkaError:
+        return False
+    finally:
+        kafka_log.setLevel(level)
+
+
+def create_topics(bootstrap_servers: str, names: list[str], partitions: int = 1) -> None:
+    """Create topics (replication factor 1, the local broker) and wait until they have leaders;
+    existing topics are left as they are."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    try:
+        for name in names:
+            try:
+                admin.create_topics({name: {"num_partitions": partitions, "replication_factor": 1}},
+                                    wait_for_metadata=True)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+
+
+def make_producer(bootstrap_servers: str, **overrides) -> KafkaProducer:
+    """A producer tuned for many small messages: batches up to 256 KiB, acks from all replicas."""
+    settings = dict(acks="all", linger_ms=5, batch_size=256 * 1024, max_request_size=16 * 1024 * 1024,
+                    reconnect_backoff_max_ms=5000)
+    settings.update(overrides)
+    return KafkaProducer(bootstrap_servers=bootstrap_servers, **settings)
+
+
+def quiet_kafka_logging() -> None:
+    """kafka-python logs every connection at INFO; keep only its warnings unless debugging."""
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("kafka").setLevel(logging.WARNING)

@@ -1,0 +1,124 @@
+"""The message contract as pure functions: no broker needed."""
+
+import json
+
+import numpy as np
+import pytest
+
+from pipelines.streaming import codec
+
+SHAPE = (2, 6)
+
+
+def window_values() -> np.ndarray:
+    return np.arange(12, dtype=np.float32).reshape(SHAPE) / 10
+
+
+def decode(value, headers=None, key=b"stream-1", max_bytes=codec.DEFAULT_MAX_MESSAGE_BYTES):
+    return codec.decode_window(value, key, headers or [], SHAPE, max_bytes)
+
+
+def reason_of(value, headers=None, **kwargs) -> str:
+    with pytest.raises(codec.InvalidMessage) as caught:
+        decode(value, headers, **kwargs)
+    return caught.value.reason
+
+
+def test_json_round_trip_nested_and_flat():
+    values = window_values()
+    nested = decode(codec.encode_json_window("a", values, stream="s", ts=1.5))
+    assert (nested.id, nested.stream, nested.ts, nested.label) == ("a", "s", 1.5, None)
+    np.testing.assert_array_equal(nested.raw, values)
+    flat = decode(json.dumps({"id": 7, "values": values.ravel().tolist()}).encode())
+    assert flat.id == "7" and flat.stream == "stream-1"  # stream falls back to the message key
+    np.testing.assert_array_equal(flat.raw, values)
+
+
+def test_binary_round_trip_with_label():
+    values = window_values()
+    value, headers = codec.encode_binary_window("b", values, ts="2026-01-01T00:00:00Z")
+    window = decode(value, headers + codec.label_header(1))
+    assert (window.id, window.stream, window.ts, window.label) == ("b", "stream-1", "2026-01-01T00:00:00Z", 1)
+    np.testing.assert_array_equal(window.raw, values)
+    assert window.raw.dtype == np.float32
+
+
+@pytest.mark.parametrize("value, headers, reason", [
+    (b"", None, codec.UNDECODABLE),
+    (b"{not json", None, codec.UNDECODABLE),
+    (b"\xff\xfe", None, codec.UNDECODABLE),
+    (b"[1, 2, 3]", None, codec.UNDECODABLE),
+    (b'{"values": [1, 2]}', None, codec.UNDECODABLE),
+    (b'{"id": "x", "values": "abc"}', None, codec.UNDECODABLE),
+    (b'{"id": "x", "values": [[1, 2], [3]]}', None, codec.UNDECODABLE),
+    (b'{"id": "x", "values": ["1", "2"]}', None, codec.UNDECODABLE),
+    (b'{"id": "x", "values": [1, 2, 3]}', None, codec.WRONG_SHAPE),
+    (json.dumps({"id": "x", "values": [[0.0] * 6] * 3}).encode(), None, codec.WRONG_SHAPE),
+    (json.dumps({"id": "x", "values": [float("nan")] + [0.0] * 11}).encode(), None, codec.NON_FINITE),
+    (b'{"id": "x", "values": [Infinity, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]}', None, codec.NON_FINITE),
+    (b"x" * 12, [("content-type", b"text/csv")], codec.UNKNOWN_CONTENT_TYPE),
+    (b"\x00" * 48, [("content-type", codec.BINARY_CONTENT_TYPE.encode()), ("id", b"x")], codec.UNDECODABLE),
+    (b"\x00" * 40, [("content-type", codec.BINARY_CONTENT_TYPE.encode()), ("id", b"x"), ("shape", b"2,6")],
+     codec.WRONG_SHAPE),
+    (b"\x00" * 48, [("content-type", codec.BINARY_CONTENT_TYPE.encode()), ("id", b"x"), ("shape", b"4,3")],
+     codec.WRONG_SHAPE),
+    (b"\x00" * 48, [("content-type", codec.BINARY_CONTENT_TYPE.encode()), ("shape", b"2,6")], codec.UNDECODABLE),
+    (b"\x00" * 48, [("content-type", codec.BINARY_CONTENT_TYPE.encode()), ("id", b"x"), ("shape", b"two,six")],
+     codec.UNDECODABLE),
+    (np.full(12, np.nan, "<f4").tobytes(),
+     [("content-type", codec.BINARY_CONTENT_TYPE.encode()), ("id", b"x"), ("shape", b"2,6")], codec.NON_FINITE),
+    (b'{"id": "x", "values": [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]}', [("label", b"yes")], codec.UNDECODABLE),
+])
+def test_bad_messages_name_their_reason(value, headers, reason):
+    assert reason_of(value, headers) == reason
+
+
+def test_oversize_is_checked_before_decoding():
+    assert reason_of(b"{" * 100, max_bytes=50) == codec.OVERSIZE
+
+
+def test_shape_header_forms():
+    assert codec.parse_shape(b"1,288") == codec.parse_shape(b"[1, 288]") == codec.parse_shape(b"1x288") == (1, 288)
+
+
+def test_content_type_parameters_and_case_are_ignored():
+    value = codec.encode_json_window("a", window_values())
+    assert decode(value, [("Content-Type", b"Application/JSON; charset=utf-8")]).id == "a"
+
+
+def test_score_message_fields():
+    window = codec.Window(id="a", stream="s", ts=None, raw=window_values(), label=0)
+    message = json.loads(codec.encode_score(window, 3, 2.5, 2.0, [], 1_700_000_000.25, 12.3456))
+    assert message == {
+        "id": "a", "stream": "s", "model_version": 3, "score": 2.5, "threshold": 2.0, "is_anomaly": True,
+        "label": 0, "scored_at": "2023-11-14T22:13:20.250Z", "latency_ms": 12.346, "top_segments": [],
+    }
+    unlabelled = codec.Window(id="b", stream=None, ts=None, raw=window_values(), label=None)
+    assert "label" not in json.loads(codec.encode_score(unlabelled, 3, 1.0, 2.0, [], 0.0, 0.0))
+
+
+def test_dead_letter_headers_keep_the_originals():
+    error = codec.InvalidMessage(codec.WRONG_SHAPE, "values have shape (3,)")
+    headers = dict(codec.dead_letter_headers([("label", b"1")], error, "in", 2, 41))
+    assert headers == {"label": b"1", "error": b"wrong_shape: values have shape (3,)", "source-topic": b"in",
+                       "source-partition": b"2", "source-offset": b"41"}
+
+
+def test_top_segments_find_the_largest_residuals_1d():
+    residuals = np.zeros((2, 2, 80))
+    residuals[0, 1, 30:40] = 3.0
+    residuals[0, 0, 0:10] = 1.0
+    residuals[1, 0, 75:80] = -2.0
+    segments = codec.top_segments(residuals, k=2, n_segments=8)
+    assert segments[0][0] == {"channel": 1, "start": 30, "end": 40, "energy": 90.0, "share": 0.9}
+    assert segments[0][1]["channel"] == 0 and segments[0][1]["start"] == 0
+    assert segments[1][0] == {"channel": 0, "start": 70, "end": 80, "energy": 20.0, "share": 1.0}
+
+
+def test_top_segments_2d_tiles_and_short_windows():
+    residuals = np.zeros((1, 1, 8, 8))
+    residuals[0, 0, 6, 1] = 2.0
+    best = codec.top_segments(residuals, k=1, n_segments=4)[0][0]
+    assert best["start"] == [6, 0] and best["end"] == [8, 2] and best["energy"] == 4.0
+    short = codec.top_segments(np.ones((1, 1, 3)), k=5, n_segments=8)[0]
+    assert len(short) == 3 and {s["end"] - s["start"] for s in short} == {1}
