@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import roc_auc_score
@@ -49,6 +50,8 @@ def register(subparsers) -> None:
     p.add_argument("--train-limit", type=int, default=0, help="use at most this many normal training images per class (0 = all)")
     p.add_argument("--methods", default=",".join([*AGAD_METHODS, *BASELINES]), help="which methods to run")
     p.add_argument("--device", default="auto")
+    p.add_argument("--torch-threads", type=int, default=0,
+                   help="CPU threads for torch (default 0: torch's own choice; 1 is faster on a busy machine)")
     p.add_argument("--out", default="bench_images.json", help="results JSON, rewritten after every run")
     p.add_argument("--resume", action="store_true", help="skip runs already present in --out")
     p.add_argument("--verbose", action="store_true", help="show per-epoch progress bars too")
@@ -95,6 +98,8 @@ def run(args) -> int:
     unknown = set(methods) - set(AGAD_METHODS) - set(BASELINES)
     if unknown:
         raise ValueError(f"unknown methods {sorted(unknown)}; choose from {[*AGAD_METHODS, *BASELINES]}")
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     modality = ImageModality(size=args.size or None)
     X_train, c_train = load_split(modality, Path(args.data_dir), "train", None)
     X_test, c_test = load_split(modality, Path(args.data_dir), "test", args.test_data)
