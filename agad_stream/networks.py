@@ -28,6 +28,12 @@ def padded_shape(spatial_shape: Sequence[int], depth: int) -> tuple[int, ...]:
     return tuple(-(-int(s) // step) * step for s in spatial_shape)
 
 
+def padded_and_bottom_shapes(spatial_shape: Sequence[int], depth: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The padded input shape and the spatial shape after ``depth`` stride-2 stages."""
+    padded = padded_shape(spatial_shape, depth)
+    return padded, tuple(s // 2**depth for s in padded)
+
+
 def pad_to(x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     """Zero-pad the spatial dimensions of ``x`` at their end up to ``shape``."""
     amounts: list[int] = []
@@ -88,8 +94,7 @@ class EncoderDecoder(nn.Module):
     ):
         super().__init__()
         _check_ndim(ndim)
-        self.padded_shape = padded_shape(spatial_shape, len(channels))
-        bottom = tuple(s // 2 ** len(channels) for s in self.padded_shape)
+        self.padded_shape, bottom = padded_and_bottom_shapes(spatial_shape, len(channels))
         self.skip_connections = skip_connections
         self.encoder = DownStack(ndim, in_channels, channels)
         self.to_latent = CONV[ndim](channels[-1], latent_dim, bottom, bias=False)
@@ -131,8 +136,7 @@ class Discriminator(nn.Module):
         channels: Sequence[int] = (64, 128, 256),
     ):
         super().__init__()
-        self.padded_shape = padded_shape(spatial_shape, len(channels))
-        bottom = tuple(s // 2 ** len(channels) for s in self.padded_shape)
+        self.padded_shape, bottom = padded_and_bottom_shapes(spatial_shape, len(channels))
         self.features = DownStack(ndim, in_channels, channels)
         self.classifier = CONV[ndim](channels[-1], 1, bottom)
 
