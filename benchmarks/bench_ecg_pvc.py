@@ -19,6 +19,7 @@ import json
 import time
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
 from common import (DETECTORS, auroc_by_detector, base_parser, fit_agad, footer, markdown_table, mean_std,
                     setup)
@@ -63,11 +64,27 @@ def run_direction(modality: ECGModality, windows, train_records, test_records, a
     aurocs, seconds = auroc_by_detector(model, X_train, X_test, test.y)
     seconds["AGAD"] = agad_seconds
     return {
+        "agad_per_test_record": per_record(model, X_test, test),
         "train_records": train_records, "test_records": test_records, "n_train": len(X_train),
         "n_test_normal": int(np.sum(test.y == 0)), "n_test_pvc": int(np.sum(test.y == 1)),
         "auroc": aurocs, "fit_seconds": seconds,
         "agad_final_epoch": model.history_[-1],
     }
+
+
+def per_record(model, X_test: np.ndarray, test) -> dict[str, dict]:
+    """AGAD's AUROC and missed PVCs (below the calibrated threshold) per test record: where the errors are."""
+    scores = model.score_samples(X_test)
+    rows = {}
+    for record in sorted(set(test.group)):
+        y, s = test.y[test.group == record], scores[test.group == record]
+        rows[str(record)] = {
+            "normal": int(np.sum(y == 0)), "pvc": int(np.sum(y == 1)),
+            "auroc": float(roc_auc_score(y, s)) if len(set(y)) == 2 else None,
+            "missed_pvc": int(np.sum((y == 1) & (s <= model.threshold_))),
+            "false_alarms": int(np.sum((y == 0) & (s > model.threshold_))),
+        }
+    return rows
 
 
 def validation_direction(windows, train_records: list[str]) -> tuple[list[str], list[str]]:
@@ -97,7 +114,12 @@ def main() -> None:
     print(f"\n## MIT-BIH PVC, inter-patient (MLII records), AUROC on {scored_on}\n")
     print(markdown_table(["train → test records", "train beats", "test normal/PVC", *DETECTORS], rows))
     print(f"\nAGAD mean over directions: {mean_std([r['auroc']['AGAD'] for r in results])}")
-    print(f"budget: fs {args.fs:g} Hz, window {args.window_s} s, channels {args.channels}, latent {args.latent_dim}, "
+    print("\nAGAD per test record (missed PVCs and false alarms at the calibrated threshold):\n")
+    record_rows = [[record, row["normal"], row["pvc"], "n/a" if row["auroc"] is None else row["auroc"],
+                    row["missed_pvc"], row["false_alarms"]]
+                   for r in results for record, row in r["agad_per_test_record"].items()]
+    print(markdown_table(["record", "normal", "PVC", "AUROC", "missed PVC", "false alarms"], record_rows))
+    print(f"\nbudget: fs {args.fs:g} Hz, window {args.window_s} s, channels {args.channels}, latent {args.latent_dim}, "
           f"{args.epochs} epochs, batch {args.batch_size}, ≤{args.max_train_beats} training beats; final epoch scored")
     print(footer(started, args))
     if args.out:

@@ -29,6 +29,7 @@ DIGITS = [str(d) for d in range(10)]
 def parse_args():
     parser = base_parser(__doc__.splitlines()[0], "fsdd/recordings")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the test-speaker draw")
+    parser.add_argument("--sample-rate", type=int, default=8000, help="resample to this rate (FSDD is 8 kHz)")
     parser.add_argument("--n-mels", type=int, default=32)
     parser.add_argument("--layout", choices=("2d", "1d"), default="1d", help="1d: mel bands as channels")
     parser.add_argument("--epochs", type=int, default=30)
@@ -47,7 +48,7 @@ def parse_args():
 def main() -> None:
     args = parse_args()
     started = setup(args)
-    modality = AudioModality(sample_rate=8000, n_mels=args.n_mels, layout=args.layout,
+    modality = AudioModality(sample_rate=args.sample_rate, n_mels=args.n_mels, layout=args.layout,
                              pattern="{digit}_{speaker}_{index}.wav", group_field="speaker")
     windows = modality.load(args.data)
     train, test = split_by_group(windows, test_fraction=1 / 3, random_state=args.split_seed)
@@ -79,7 +80,7 @@ def main() -> None:
     print(f"\n## FSDD one-vs-rest, speaker-disjoint, clip-level AUROC ({args.aggregate} of patch scores) "
           f"on {scored_on}\n")
     print(markdown_table(["normal class", "train patches", *DETECTORS], rows))
-    print(f"\nbudget: log-mel {args.n_mels} bands × 32 frames ({args.layout}), channels {args.channels}, "
+    print(f"\nbudget: {args.sample_rate} Hz, log-mel {args.n_mels} bands × 32 frames ({args.layout}), channels {args.channels}, "
           f"latent {args.latent_dim}, {args.epochs} epochs, batch {args.batch_size}; final epoch scored")
     print(footer(started, args))
     if args.out:
