@@ -17,12 +17,11 @@ usage: nice python benchmarks/bench_ecg_aami.py [--data DIR] [--epochs N] ...
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
 
-from common import DETECTORS, auroc_by_detector, base_parser, fit_agad, footer, markdown_table, setup
+from common import write_results, DETECTORS, auroc_by_detector, base_parser, fit_agad, footer, markdown_table, setup
 from modalities.ecg import ECGModality
 
 RECORDS = ["100", "208"]
@@ -97,9 +96,7 @@ def main() -> None:
     print(f"\nbudget: fs {args.fs:g} Hz, lead MLII, window {args.window_s} s, channels {args.channels}, "
           f"latent {args.latent_dim}, {args.epochs} epochs, batch {args.batch_size}; final epoch scored")
     print(footer(started, args))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, f, indent=2)
+    write_results(args, results)
 
 
 if __name__ == "__main__":

@@ -15,13 +15,12 @@ usage: nice python benchmarks/bench_ecg_pvc.py [--data DIR] [--epochs N] ...
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from common import (DETECTORS, auroc_by_detector, base_parser, fit_agad, footer, markdown_table, mean_std,
+from common import (write_results, DETECTORS, auroc_by_detector, base_parser, fit_agad, footer, markdown_table, mean_std,
                     setup)
 from modalities.ecg import ECGModality
 
@@ -122,9 +121,7 @@ def main() -> None:
     print(f"\nbudget: fs {args.fs:g} Hz, window {args.window_s} s, channels {args.channels}, latent {args.latent_dim}, "
           f"{args.epochs} epochs, batch {args.batch_size}, ≤{args.max_train_beats} training beats; final epoch scored")
     print(footer(started, args))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, f, indent=2)
+    write_results(args, results)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,11 @@ usage: nice python benchmarks/bench_fsdd.py [--data DIR/recordings] [--epochs N]
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
 
-from common import (DETECTORS, auroc_by_detector, base_parser, fit_agad, footer, markdown_table, mean_std,
+from common import (write_results, DETECTORS, auroc_by_detector, base_parser, fit_agad, footer, markdown_table, mean_std,
                     setup)
 from modalities import split_by_group
 from modalities.audio import AudioModality
@@ -83,9 +82,7 @@ def main() -> None:
     print(f"\nbudget: {args.sample_rate} Hz, log-mel {args.n_mels} bands × 32 frames ({args.layout}), channels {args.channels}, "
           f"latent {args.latent_dim}, {args.epochs} epochs, batch {args.batch_size}; final epoch scored")
     print(footer(started, args))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, f, indent=2)
+    write_results(args, results)
 
 
 if __name__ == "__main__":

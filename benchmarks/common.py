@@ -7,6 +7,7 @@ epoch, threshold or setting is chosen on test data.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -99,3 +100,10 @@ def footer(started: float, args: argparse.Namespace) -> str:
     return (f"wall time {time.perf_counter() - started:.0f} s on {platform.machine()} "
             f"({args.threads} torch threads, device {args.device}); seed {args.seed}; "
             f"command: {' '.join(sys.argv)}")
+
+
+def write_results(args: argparse.Namespace, results: Any) -> None:
+    """Save the run's arguments and results to --out as JSON (nothing when --out is not given)."""
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, f, indent=2)
