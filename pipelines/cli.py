@@ -14,6 +14,7 @@ import sys
 COMMAND_MODULES = [
     "pipelines.bench_images",
     "pipelines.offline",
+    "pipelines.publish",
     "pipelines.kafka_scorer",
     "pipelines.replay",
     "pipelines.monitor",

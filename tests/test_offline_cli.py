@@ -173,3 +173,16 @@ def test_options_that_would_change_the_model_inputs_are_refused(ecg_model, tmp_p
     assert "--fs" in err and "retrain" in err
     err = run_error(["evaluate", "--model", str(ecg_model), "--sample-rate", "8000", "--out", str(tmp_path / "r")], capsys)
     assert "not an option of the ecg modality" in err
+
+
+def test_publish_adds_a_checked_model_to_the_registry(ecg_model, tmp_path, capsys):
+    from agad_stream import ModelRegistry
+
+    registry = ModelRegistry(tmp_path / "reg")
+    assert main(["publish", "--model", str(tmp_path / "missing"), "--registry", str(registry.root)]) == 2
+    assert "modality.json" in capsys.readouterr().err
+    assert registry.versions() == []
+    assert main(["publish", "--model", str(ecg_model), "--registry", str(registry.root)]) == 0
+    assert main(["publish", "--model", str(ecg_model), "--registry", str(registry.root), "--no-switch"]) == 0
+    assert registry.versions() == [1, 2] and registry.current_version() == 1
+    assert (registry.current_path() / "modality.json").is_file()
