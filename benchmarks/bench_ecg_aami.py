@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from common import write_results, DETECTORS, auroc_by_detector, base_parser, fit_agad, footer, markdown_table, setup
+from common import add_ecg_options, write_results, DETECTORS, auroc_by_detector, base_parser, fit_agad, footer, markdown_table, setup
 from modalities.ecg import ECGModality
 
 RECORDS = ["100", "208"]
@@ -29,14 +29,8 @@ SPLIT_MINUTES = 15.0
 
 
 def parse_args():
-    parser = base_parser(__doc__.splitlines()[0], "mitdb")
-    parser.add_argument("--fs", type=float, default=180.0, help="resample to this rate (Hz)")
-    parser.add_argument("--window-s", type=float, default=0.8)
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--channels", default="32,64,128")
-    parser.add_argument("--latent-dim", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--out", help="write the results as JSON here")
+    parser = base_parser(__doc__.splitlines()[0], "mitdb", epochs=8, batch_size=128)
+    add_ecg_options(parser)
     return parser.parse_args()
 
 

@@ -20,7 +20,7 @@ import time
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from common import (write_results, DETECTORS, auroc_by_detector, base_parser, fit_agad, footer, markdown_table, mean_std,
+from common import (add_ecg_options, write_results, DETECTORS, auroc_by_detector, base_parser, fit_agad, footer, markdown_table, mean_std,
                     setup)
 from modalities.ecg import ECGModality
 
@@ -31,18 +31,12 @@ DIRECTIONS = [(FOLD_A, FOLD_B), (FOLD_B, FOLD_A)]
 
 
 def parse_args():
-    parser = base_parser(__doc__.splitlines()[0], "mitdb-mlii-pvc")
-    parser.add_argument("--fs", type=float, default=180.0, help="resample to this rate (Hz)")
-    parser.add_argument("--window-s", type=float, default=0.8)
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--channels", default="32,64,128")
-    parser.add_argument("--latent-dim", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser = base_parser(__doc__.splitlines()[0], "mitdb-mlii-pvc", epochs=8, batch_size=128)
+    add_ecg_options(parser)
     parser.add_argument("--max-train-beats", type=int, default=3000)
     parser.add_argument("--validation", action="store_true",
                         help="tuning mode: never scores the test records; in each direction the training record "
                              "with the most PVCs is held out as validation and the rest are trained on")
-    parser.add_argument("--out", help="write the results as JSON here")
     return parser.parse_args()
 
 

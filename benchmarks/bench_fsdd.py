@@ -26,21 +26,16 @@ DIGITS = [str(d) for d in range(10)]
 
 
 def parse_args():
-    parser = base_parser(__doc__.splitlines()[0], "fsdd/recordings")
+    parser = base_parser(__doc__.splitlines()[0], "fsdd/recordings", epochs=30, batch_size=32)
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the test-speaker draw")
     parser.add_argument("--sample-rate", type=int, default=8000, help="resample to this rate (FSDD is 8 kHz)")
     parser.add_argument("--n-mels", type=int, default=32)
     parser.add_argument("--layout", choices=("2d", "1d"), default="1d", help="1d: mel bands as channels")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--channels", default="32,64,128")
-    parser.add_argument("--latent-dim", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--aggregate", choices=("mean", "max"), default="mean")
     parser.add_argument("--digits", default=",".join(DIGITS), help="normal classes to run (default all 10)")
     parser.add_argument("--validation", action="store_true",
                         help="tuning mode: leave the test speakers out entirely and score 1 of the 4 training "
                              "speakers (drawn with --split-seed) as validation, training on the other 3")
-    parser.add_argument("--out", help="write the results as JSON here")
     return parser.parse_args()
 
 

@@ -36,7 +36,8 @@ def data_path(subfolder: str) -> Path:
     return Path(os.environ.get("AGAD_DATA", DEFAULT_DATA_ROOT)) / subfolder
 
 
-def base_parser(description: str, subfolder: str) -> argparse.ArgumentParser:
+def base_parser(description: str, subfolder: str, epochs: int, batch_size: int) -> argparse.ArgumentParser:
+    """Options every benchmark shares: data, seed, device, threads, model budget and --out."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data", type=Path, default=data_path(subfolder),
                         help=f"dataset folder (default $AGAD_DATA/{subfolder} or ../shared/data/{subfolder})")
@@ -45,7 +46,17 @@ def base_parser(description: str, subfolder: str) -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1: on a shared 2-core machine, 2 threads per job oversubscribe it badly)")
     parser.add_argument("--verbose", action="store_true", help="progress bars")
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--channels", default="32,64,128")
+    parser.add_argument("--latent-dim", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--out", help="write the results as JSON here")
     return parser
+
+
+def add_ecg_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--fs", type=float, default=180.0, help="resample to this rate (Hz)")
+    parser.add_argument("--window-s", type=float, default=0.8)
 
 
 def setup(args: argparse.Namespace) -> float:

@@ -115,7 +115,8 @@ def test_bad_input_goes_to_the_dead_letter_topic_and_scoring_goes_on(make_topics
         assert record.headers["source-topic"] == topics.input.encode()
 
 
-def test_sigkill_and_restart_loses_nothing(make_topics, model_dirs, ecg_windows, scorer_processes):
+def scorer_mid_stream(make_topics, model_dirs, ecg_windows, scorer_processes):
+    """A scorer process that has scored its first 100 windows while a sender keeps producing."""
     topics = make_topics()
     batch = messages(ecg_windows, "binary", repeat=3)
     args = process_args(topics, model_dirs[0], "--max-batch", "16")
@@ -123,6 +124,11 @@ def test_sigkill_and_restart_loses_nothing(make_topics, model_dirs, ecg_windows,
     first.wait_for(f"event=partitions_assigned partitions={topics.input}")
     sender = send_in_background(topics.bootstrap, topics.input, batch, rate=300)
     read_topic(topics.bootstrap, topics.output, lambda records: len(records) >= 100)
+    return topics, batch, args, first, sender
+
+
+def test_sigkill_and_restart_loses_nothing(make_topics, model_dirs, ecg_windows, scorer_processes):
+    topics, batch, args, first, sender = scorer_mid_stream(make_topics, model_dirs, ecg_windows, scorer_processes)
     first.process.send_signal(signal.SIGKILL)
     first.process.wait()
     second = scorer_processes(args)
@@ -135,13 +141,7 @@ def test_sigkill_and_restart_loses_nothing(make_topics, model_dirs, ecg_windows,
 
 
 def test_sigterm_finishes_and_commits_the_batch(make_topics, model_dirs, ecg_windows, scorer_processes):
-    topics = make_topics()
-    batch = messages(ecg_windows, "binary", repeat=3)
-    args = process_args(topics, model_dirs[0], "--max-batch", "16")
-    first = scorer_processes(args)
-    first.wait_for(f"event=partitions_assigned partitions={topics.input}")
-    sender = send_in_background(topics.bootstrap, topics.input, batch, rate=300)
-    read_topic(topics.bootstrap, topics.output, lambda records: len(records) >= 100)
+    topics, batch, args, first, sender = scorer_mid_stream(make_topics, model_dirs, ecg_windows, scorer_processes)
     assert first.terminate() == 0
     assert any("event=stopped" in line for line in first.lines)
     scorer_processes(args)
