@@ -122,15 +122,20 @@ def _parse_json(value: bytes, stream: str | None) -> tuple[str, str | None, Any,
     missing = [k for k in ("id", "values") if k not in message]
     if missing:
         raise InvalidMessage(UNDECODABLE, f"JSON object lacks {missing}")
-    if not isinstance(message["values"], list):
+    return str(message["id"]), message.get("stream", stream), message.get("ts"), parse_values(message["values"])
+
+
+def parse_values(values: Any) -> np.ndarray:
+    """A JSON 'values' field (flat or nested per channel) as float32; InvalidMessage if it is not numbers."""
+    if not isinstance(values, list):
         raise InvalidMessage(UNDECODABLE, "'values' must be a list of numbers (flat or nested per channel)")
     try:
-        values = np.asarray(message["values"])
+        array = np.asarray(values)
     except ValueError as error:
         raise InvalidMessage(UNDECODABLE, f"'values' is not a rectangular array ({error})") from None
-    if values.dtype.kind not in "iuf":
-        raise InvalidMessage(UNDECODABLE, f"'values' must hold only numbers, got {values.dtype} values")
-    return str(message["id"]), message.get("stream", stream), message.get("ts"), values.astype(np.float32)
+    if array.dtype.kind not in "iuf":
+        raise InvalidMessage(UNDECODABLE, f"'values' must hold only numbers, got {array.dtype} values")
+    return array.astype(np.float32)
 
 
 def _parse_binary(value: bytes, headers: Headers | None) -> tuple[str, Any, np.ndarray]:
