@@ -1,0 +1,74 @@
+"""The labels-topic contract: a reviewer's confirmation of one window (pure, no Kafka).
+
+JSON value ``{"id", "stream", "label": 1 | 0, "values", "labelled_by", "at"}``; label 1 is
+a confirmed anomaly, 0 a false alarm. ``values`` is the raw window (flat or nested per
+channel, as in the review message). ``model_version`` may be copied from the review
+message: the version that flagged the window (absent for a missed anomaly). A bad
+confirmation raises ``codec.InvalidMessage`` with the dead-letter reason.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipelines.streaming import codec
+
+REQUIRED = ("id", "label", "values", "labelled_by")
+
+
+@dataclass
+class Confirmation:
+    id: str
+    stream: str | None
+    label: int
+    values: np.ndarray
+    labelled_by: str
+    at: str
+    model_version: str | None
+
+
+def decode_confirmation(value: bytes | None, key: bytes | None, raw_shape: tuple[int, ...],
+                        max_bytes: int = codec.DEFAULT_MAX_MESSAGE_BYTES) -> Confirmation:
+    """Decode and check one confirmation against the served model's raw window shape."""
+    if not value:
+        raise codec.InvalidMessage(codec.UNDECODABLE, "empty message value")
+    if len(value) > max_bytes:
+        raise codec.InvalidMessage(codec.OVERSIZE, f"{len(value)} bytes exceeds the limit of {max_bytes}")
+    try:
+        message = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise codec.InvalidMessage(codec.UNDECODABLE, f"not JSON ({error})") from None
+    if not isinstance(message, dict):
+        raise codec.InvalidMessage(codec.UNDECODABLE, f"a confirmation must be a JSON object, got {type(message).__name__}")
+    missing = [name for name in REQUIRED if message.get(name) in (None, "")]
+    if missing:
+        raise codec.InvalidMessage(codec.UNDECODABLE, f"confirmation lacks {missing}")
+    label = message["label"]
+    if isinstance(label, bool) or label not in (0, 1):
+        raise codec.InvalidMessage(codec.UNDECODABLE, f"'label' must be 1 (anomaly) or 0 (false alarm), got {label!r}")
+    for name in ("labelled_by", "at", "stream"):
+        if message.get(name) is not None and not isinstance(message[name], str):
+            raise codec.InvalidMessage(codec.UNDECODABLE, f"{name!r} must be a string, got {message[name]!r}")
+    values = codec.fit_shape(codec.parse_values(message["values"]), raw_shape)
+    if not np.isfinite(values).all():
+        raise codec.InvalidMessage(codec.NON_FINITE, f"{int((~np.isfinite(values)).sum())} value(s) are NaN or inf")
+    version = message.get("model_version")
+    return Confirmation(
+        id=str(message["id"]), stream=message.get("stream") or (key.decode("utf-8", "replace") if key else None),
+        label=int(label), values=values, labelled_by=message["labelled_by"],
+        at=message.get("at") or codec.iso_utc(time.time()), model_version=None if version is None else str(version),
+    )
+
+
+def encode_confirmation(window_id: str, label: int, values: np.ndarray, labelled_by: str, stream: str | None = None,
+                        model_version: int | str | None = None, at: str | None = None) -> bytes:
+    """The JSON value a reviewer publishes (used by the demo and the tests)."""
+    message = {"id": window_id, "stream": stream, "label": int(label), "values": np.asarray(values).tolist(),
+               "labelled_by": labelled_by, "at": at or codec.iso_utc(time.time())}
+    if model_version is not None:
+        message["model_version"] = model_version
+    return json.dumps(message).encode()

@@ -1,0 +1,72 @@
+"""The confirmation decoder and the durable label store (no broker needed)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from pipelines.learning.labels import decode_confirmation, encode_confirmation
+from pipelines.learning.store import LabelStore, split_of
+from pipelines.streaming import codec
+
+SHAPE = (1, 8)
+
+
+def confirmation(window_id="w1", label=1, value=0.5, **extra):
+    message = json.loads(encode_confirmation(window_id, label, np.full(SHAPE, value), "alice", stream="s1"))
+    message.update(extra)
+    return decode_confirmation(json.dumps(message).encode(), b"s1", SHAPE)
+
+
+def test_a_good_confirmation_decodes_with_its_fields():
+    c = decode_confirmation(encode_confirmation("w1", 0, np.arange(8.0), "bob", model_version=3), b"key", SHAPE)
+    assert (c.id, c.label, c.labelled_by, c.model_version, c.stream) == ("w1", 0, "bob", "3", "key")
+    assert c.values.shape == SHAPE and c.values.dtype == np.float32 and c.at.endswith("Z")
+
+
+@pytest.mark.parametrize("value, reason, words", [
+    (b"", codec.UNDECODABLE, "empty"),
+    (b"{nope", codec.UNDECODABLE, "not JSON"),
+    (b"[1, 2]", codec.UNDECODABLE, "JSON object"),
+    (json.dumps({"id": "a", "label": 1, "values": [0] * 8}).encode(), codec.UNDECODABLE, "labelled_by"),
+    (json.dumps({"id": "a", "label": 2, "values": [0] * 8, "labelled_by": "x"}).encode(), codec.UNDECODABLE, "'label'"),
+    (json.dumps({"id": "a", "label": True, "values": [0] * 8, "labelled_by": "x"}).encode(), codec.UNDECODABLE, "'label'"),
+    (json.dumps({"id": "a", "label": 1, "values": [0] * 5, "labelled_by": "x"}).encode(), codec.WRONG_SHAPE, "expects"),
+    (json.dumps({"id": "a", "label": 1, "values": ["x"] * 8, "labelled_by": "x"}).encode(), codec.UNDECODABLE, "numbers"),
+    (b'{"id": "a", "label": 1, "values": [NaN, 0, 0, 0, 0, 0, 0, 0], "labelled_by": "x"}', codec.NON_FINITE, "NaN"),
+    (json.dumps({"id": "a", "label": 1, "values": [0] * 8, "labelled_by": 7}).encode(), codec.UNDECODABLE, "labelled_by"),
+])
+def test_bad_confirmations_name_what_is_wrong(value, reason, words):
+    with pytest.raises(codec.InvalidMessage, match=words) as error:
+        decode_confirmation(value, None, SHAPE)
+    assert error.value.reason == reason
+
+
+def test_last_label_wins_history_is_kept_and_a_redelivery_is_stored_once(tmp_path):
+    store = LabelStore(tmp_path / "labels.sqlite")
+    assert store.add([(confirmation("w1", 1, model_version=2), "t/0/0"), (confirmation("w2", 0), "t/0/1")]) == 2
+    assert store.add([(confirmation("w1", 1, model_version=2), "t/0/0")]) == 0  # consumed again after a crash
+    assert store.add([(confirmation("w1", 0, value=0.25), "t/0/2")]) == 1  # the reviewer changed their mind
+    store.close()
+    store = LabelStore(tmp_path / "labels.sqlite")  # reopened: everything is still there
+    assert [h["label"] for h in store.history("w1")] == [1, 0]
+    assert store.model_version("w1") == "2"  # the later confirmation did not name a version
+    split = split_of("w1", store.holdout)
+    windows = store.windows(split)
+    assert windows.y[windows.ids.index("w1")] == 0
+    assert np.allclose(windows.X[windows.ids.index("w1")], 0.25)
+    counts = store.counts()
+    assert counts["confirmations"] == 3 and counts["new"] == 2
+    store.mark_trained(windows.upto_seq)
+    assert store.counts()["new"] == 0
+
+
+def test_the_split_is_fixed_by_id_and_the_holdout_cannot_change(tmp_path):
+    ids = [f"w{n}" for n in range(2000)]
+    share = np.mean([split_of(i, 0.3) == "validation" for i in ids])
+    assert 0.27 < share < 0.33
+    LabelStore(tmp_path / "labels.sqlite", holdout=0.3).close()
+    with pytest.raises(ValueError, match="created with holdout 0.3, not 0.5"):
+        LabelStore(tmp_path / "labels.sqlite", holdout=0.5)
+    with pytest.raises(ValueError, match="split must be one of"):
+        LabelStore(tmp_path / "labels.sqlite").windows("test")
