@@ -1,5 +1,6 @@
 """The message contract as pure functions: no broker needed."""
 
+import hashlib
 import json
 
 import numpy as np
@@ -68,9 +69,42 @@ def test_binary_round_trip_with_label():
     (np.full(12, np.nan, "<f4").tobytes(),
      [("content-type", codec.BINARY_CONTENT_TYPE.encode()), ("id", b"x"), ("shape", b"2,6")], codec.NON_FINITE),
     (b'{"id": "x", "values": [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]}', [("label", b"yes")], codec.UNDECODABLE),
+    (b'{"id": "x", "values": [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]}', [("content-type", b"")],
+     codec.UNKNOWN_CONTENT_TYPE),
+    (b'{"id": null, "values": [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]}', None, codec.UNDECODABLE),
+    (b'{"id": "", "values": [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]}', None, codec.UNDECODABLE),
+    (b'{"id": true, "values": [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]}', None, codec.UNDECODABLE),
+    (b'{"id": 1.5, "values": [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]}', None, codec.UNDECODABLE),
+    (b'{"id": ["x"], "values": [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]}', None, codec.UNDECODABLE),
+    (b'{"id": "x", "stream": {"a": 1}, "values": [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]}', None, codec.UNDECODABLE),
+    (b'{"id": "x", "values": ' + b"[" * 1000 + b"]" * 1000 + b"}", None, codec.UNDECODABLE),
+    (b'{"id": "x", "values": ' + b"[" * 100_000, None, codec.UNDECODABLE),
 ])
 def test_bad_messages_name_their_reason(value, headers, reason):
     assert reason_of(value, headers) == reason
+
+
+def test_deep_nesting_is_refused_before_the_json_decoder_recurses():
+    """~1,000 levels raised RecursionError in json.loads and crashed the scorer (issue 10, defect 1)."""
+    deep = b'{"id": "x", "values": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    with pytest.raises(codec.InvalidMessage, match="nested 1001 levels deep"):
+        decode(deep)
+    assert codec.json_depth(b'{"a": "[[[\\"[[", "v": [[1]]}') == 3  # brackets inside strings do not count
+    assert codec.json_depth(b"[]" * 100) == 1
+
+
+def test_any_unexpected_error_becomes_an_undecodable_dead_letter(monkeypatch):
+    def broken(values):
+        raise TypeError("a case nobody foresaw")
+
+    monkeypatch.setattr(codec, "parse_values", broken)
+    with pytest.raises(codec.InvalidMessage, match="unexpected TypeError: a case nobody foresaw") as caught:
+        decode(codec.encode_json_window("a", window_values()))
+    assert caught.value.reason == codec.UNDECODABLE
+
+
+def test_integer_ids_are_kept_as_text():
+    assert decode(json.dumps({"id": 0, "values": window_values().tolist()}).encode()).id == "0"
 
 
 def test_oversize_is_checked_before_decoding():
@@ -102,6 +136,33 @@ def test_dead_letter_headers_keep_the_originals():
     headers = dict(codec.dead_letter_headers([("label", b"1")], error, "in", 2, 41))
     assert headers == {"label": b"1", "error": b"wrong_shape: values have shape (3,)", "source-topic": b"in",
                        "source-partition": b"2", "source-offset": b"41"}
+
+
+def test_error_header_is_bounded():
+    error = codec.InvalidMessage(codec.UNDECODABLE, "label header must be 0 or 1, got " + "x" * 100_000)
+    headers = dict(codec.dead_letter_headers([], error, "in", 0, 1))
+    assert len(headers["error"]) == codec.MAX_ERROR_HEADER_BYTES
+
+
+def test_a_dead_letter_that_fits_is_kept_whole():
+    headers = codec.dead_letter_headers([("probe", b"p")], codec.InvalidMessage(codec.WRONG_SHAPE, "x"), "in", 0, 7)
+    value = b"v" * 1000
+    assert codec.fit_dead_letter(b"key", value, headers, limit=codec.record_size_bound(b"key", value, headers)) \
+        == (value, headers)
+
+
+def test_a_dead_letter_too_large_for_its_topic_becomes_a_reference():
+    original = [("probe", b"p" * 50), ("error", b"a hostile header of the same name")]
+    headers = codec.dead_letter_headers(original, codec.InvalidMessage(codec.WRONG_SHAPE, "x"), "in", 3, 7)
+    value = b"v" * 5000
+    fitted_value, fitted = codec.fit_dead_letter(b"key", value, headers, limit=1000)
+    assert fitted_value == b""
+    assert codec.record_size_bound(b"key", fitted_value, fitted) <= 1000
+    assert dict(fitted) == {
+        "error": b"wrong_shape: x", "source-topic": b"in", "source-partition": b"3", "source-offset": b"7",
+        "original-size": b"5000", "original-sha256": hashlib.sha256(value).hexdigest().encode(),
+        "dlq-note": b"value and original headers omitted: the record exceeds max.message.bytes 1000",
+    }
 
 
 def test_top_segments_find_the_largest_residuals_1d():

@@ -9,13 +9,17 @@ Input (one raw window per message, key = stream id):
 Output: JSON {"id", "stream", "model_version", "score", "threshold", "is_anomaly",
   "label" (if given), "scored_at", "latency_ms", "top_segments"}.
 Dead letters: the original key, value and headers plus an `error` header
-  "<reason>: <detail>" and the source topic/partition/offset.
+  "<reason>: <detail>" and the source topic/partition/offset. A dead letter too large for
+  the dead-letter topic keeps only a reference: no value and no original headers, but
+  `original-size` and `original-sha256` of the value next to the source headers.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -25,6 +29,12 @@ import numpy as np
 JSON_CONTENT_TYPE = "application/json"
 BINARY_CONTENT_TYPE = "application/x-float32-le"
 DEFAULT_MAX_MESSAGE_BYTES = 1_000_000
+#: deepest JSON nesting accepted: a window is at most [C, H, W] inside the message object (depth 4)
+MAX_JSON_DEPTH = 16
+#: the broker's default max.message.bytes, used when a topic's own limit cannot be read
+BROKER_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
+#: an `error` header longer than this is cut: the detail may quote a hostile header
+MAX_ERROR_HEADER_BYTES = 2_000
 
 Headers = list[tuple[str, bytes]]
 
@@ -80,13 +90,25 @@ def decode_window(
 ) -> Window:
     """Decode and validate one input message against the served model's raw window shape.
 
-    Raises InvalidMessage naming the dead-letter reason.
+    Raises InvalidMessage naming the dead-letter reason, and nothing else: any other error
+    (a case not foreseen here) is wrapped as `undecodable`, so one message can never stop
+    the scorer.
     """
+    try:
+        return _decode_window(value, key, headers, raw_shape, max_bytes)
+    except InvalidMessage:
+        raise
+    except Exception as error:
+        raise InvalidMessage(UNDECODABLE, f"unexpected {type(error).__name__}: {error}") from None
+
+
+def _decode_window(value, key, headers, raw_shape, max_bytes) -> Window:
     if value is None or len(value) == 0:
         raise InvalidMessage(UNDECODABLE, "empty message value")
     if len(value) > max_bytes:
         raise InvalidMessage(OVERSIZE, f"{len(value)} bytes exceeds the limit of {max_bytes}")
-    content_type = (_text(header(headers, "content-type")) or JSON_CONTENT_TYPE).split(";")[0].strip().lower()
+    content_type = _text(header(headers, "content-type"))
+    content_type = JSON_CONTENT_TYPE if content_type is None else content_type.split(";")[0].strip().lower()
     label = parse_label(header(headers, "label"))
     stream = _text(key)
     if content_type == JSON_CONTENT_TYPE:
@@ -112,17 +134,49 @@ def parse_label(value: bytes | None) -> int | None:
     return int(text)
 
 
-def _parse_json(value: bytes, stream: str | None) -> tuple[str, str | None, Any, np.ndarray]:
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_A_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_BRACKET_STEP = np.zeros(256, dtype=np.int8)
+_BRACKET_STEP[list(b"[{")] = 1
+_BRACKET_STEP[list(b"]}")] = -1
+
+
+def json_depth(value: bytes) -> int:
+    """Deepest nesting of brackets outside strings, found without parsing (C-speed regex and
+    numpy), so a hostile message cannot exhaust the JSON decoder's recursion."""
+    brackets = _JSON_STRING.sub(b"", value).translate(None, _NOT_A_BRACKET)
+    if not brackets:
+        return 0
+    return int(np.cumsum(_BRACKET_STEP[np.frombuffer(brackets, dtype=np.uint8)], dtype=np.int64).max())
+
+
+def load_json_object(value: bytes) -> dict:
+    """A JSON object from untrusted bytes: nesting bounded before decoding (scanned only when
+    there are enough brackets to go too deep); InvalidMessage otherwise."""
+    opening = value.count(b"[") + value.count(b"{")
+    if opening > MAX_JSON_DEPTH and (depth := json_depth(value)) > MAX_JSON_DEPTH:
+        raise InvalidMessage(UNDECODABLE, f"JSON nested {depth} levels deep; at most {MAX_JSON_DEPTH} are accepted")
     try:
         message = json.loads(value)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InvalidMessage(UNDECODABLE, f"not JSON ({error})") from None
     if not isinstance(message, dict):
         raise InvalidMessage(UNDECODABLE, f"JSON value must be an object, got {type(message).__name__}")
+    return message
+
+
+def _parse_json(value: bytes, stream: str | None) -> tuple[str, str | None, Any, np.ndarray]:
+    message = load_json_object(value)
     missing = [k for k in ("id", "values") if k not in message]
     if missing:
         raise InvalidMessage(UNDECODABLE, f"JSON object lacks {missing}")
-    return str(message["id"]), message.get("stream", stream), message.get("ts"), parse_values(message["values"])
+    window_id = message["id"]
+    if isinstance(window_id, bool) or not isinstance(window_id, (str, int)) or window_id == "":
+        raise InvalidMessage(UNDECODABLE, f"'id' must be a non-empty string or an integer, got {json.dumps(window_id)[:80]}")
+    stream = message.get("stream", stream)
+    if stream is not None and not isinstance(stream, str):
+        raise InvalidMessage(UNDECODABLE, f"'stream' must be a string or null, got {type(stream).__name__}")
+    return str(window_id), stream, message.get("ts"), parse_values(message["values"])
 
 
 def parse_values(values: Any) -> np.ndarray:
@@ -228,14 +282,44 @@ def encode_score(
     return json.dumps(message).encode()
 
 
+#: the headers a dead letter adds to the original ones
+DEAD_LETTER_HEADERS = ("error", "source-topic", "source-partition", "source-offset")
+
+
 def dead_letter_headers(headers: Headers | None, error: InvalidMessage, topic: str, partition: int, offset: int) -> Headers:
     """The original headers plus why the message was rejected and where it came from."""
     return [
         *(headers or []),
-        ("error", str(error).encode("utf-8", errors="replace")),
+        ("error", str(error).encode("utf-8", errors="replace")[:MAX_ERROR_HEADER_BYTES]),
         ("source-topic", topic.encode()),
         ("source-partition", str(partition).encode()),
         ("source-offset", str(offset).encode()),
+    ]
+
+
+def record_size_bound(key: bytes | None, value: bytes | None, headers: Headers) -> int:
+    """An upper bound of the bytes a record takes alone in a Kafka record batch (v2 format:
+    61 bytes of batch header, at most 36 of record framing, at most 10 per header), the
+    size the broker compares with a topic's max.message.bytes."""
+    framing = 61 + 36 + sum(10 + len(name.encode()) + len(content or b"") for name, content in headers)
+    return framing + len(key or b"") + len(value or b"")
+
+
+def fit_dead_letter(key: bytes | None, value: bytes, headers: Headers, limit: int) -> tuple[bytes, Headers]:
+    """(value, headers) of a dead letter that fits a topic whose max.message.bytes is `limit`.
+
+    A dead letter that fits is returned unchanged. One that does not becomes a reference:
+    an empty value, the `error` and `source-*` headers only, plus `original-size` and
+    `original-sha256` of the value, so it can be found again in the source topic.
+    """
+    if record_size_bound(key, value, headers) <= limit:
+        return value, headers
+    own = {name: content for name, content in headers if name in DEAD_LETTER_HEADERS}  # the last of each: ours
+    return b"", [
+        *own.items(),
+        ("original-size", str(len(value)).encode()),
+        ("original-sha256", hashlib.sha256(value).hexdigest().encode()),
+        ("dlq-note", f"value and original headers omitted: the record exceeds max.message.bytes {limit}".encode()),
     ]
 
 
