@@ -2,7 +2,9 @@
 
 Hot reload: `ModelSource.refresh()` reads the registry's `current` pointer (one small
 file) between batches and loads the new version when it changed. A version that fails to
-load is logged and skipped; the previous model keeps serving.
+load, for any reason (a bad checksum, an unknown key in modality.json...), is logged and
+skipped; the previous model keeps serving. At startup the same failure is one ValueError
+naming the version, the path and the cause, which the command line prints as one line.
 """
 
 from __future__ import annotations
@@ -67,12 +69,12 @@ class ModelSource:
     def load(self) -> ServedModel:
         """The first model; raises when there is none to serve."""
         if self.model_dir is not None:
-            self.current = load_served_model(self.model_dir, self.model_dir.name, self.device)
+            self.current = self._load(self.model_dir, self.model_dir.name)
         else:
             version = self.registry.current_version()
             if version is None:
                 raise FileNotFoundError(f"model registry {self.registry.root} has no current version; publish a model first")
-            self.current = load_served_model(self.registry.path(version), version, self.device)
+            self.current = self._load(self.registry.path(version), version)
         log_event(log, "model_loaded", version=self.current.version, device=self.current.model.device_,
                   window=self.current.raw_shape, threshold=self.current.threshold)
         return self.current
@@ -89,11 +91,18 @@ class ModelSource:
         if version is None or version == self.current.version or version == self._skipped_version:
             return False
         try:
-            self.current = load_served_model(self.registry.path(version), version, self.device)
-        except (OSError, ValueError) as error:
+            self.current = self._load(self.registry.path(version), version)
+        except ValueError as error:
             self._skipped_version = version
             log_event(log, "model_reload_failed", logging.ERROR, version=version, error=error,
                       serving=self.current.version)
             return False
         log_event(log, "model_reloaded", version=version, window=self.current.raw_shape, threshold=self.current.threshold)
         return True
+
+    def _load(self, path: Path, version: int | str) -> ServedModel:
+        """Load one version; any failure becomes a ValueError saying which model and why."""
+        try:
+            return load_served_model(path, version, self.device)
+        except Exception as error:
+            raise ValueError(f"cannot serve model version {version} from {path}: {type(error).__name__}: {error}") from None
