@@ -19,6 +19,8 @@ COMMAND_MODULES = [
     "pipelines.replay",
     "pipelines.monitor",
     "pipelines.demo",
+    "pipelines.learning.retrain",
+    "pipelines.learning.models",
 ]
 
 

@@ -199,11 +199,12 @@ class ThreadScorer:
 
 
 class ScorerProcess:
-    """`agad-stream score` in a subprocess, its log collected line by line."""
+    """`agad-stream score` (or another `command`) in a subprocess, its log collected line by line."""
 
-    def __init__(self, args: list[str]):
-        command = [sys.executable, "-m", "pipelines.cli", "score", *args]
-        self.process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    def __init__(self, args: list[str], command: str = "score", env: dict[str, str] | None = None):
+        argv = [sys.executable, "-m", "pipelines.cli", command, *args]
+        self.process = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                        env={**os.environ, **(env or {})})
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -216,7 +217,7 @@ class ScorerProcess:
         deadline = time.monotonic() + timeout_s
         while not any(text in line for line in self.lines):
             if self.process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"scorer never logged {text!r}; log:\n{self.log()}")
+                raise AssertionError(f"the process never logged {text!r}; log:\n{self.log()}")
             time.sleep(0.1)
 
     def log(self) -> str:
@@ -243,8 +244,8 @@ def scorer_processes():
     """Start scorer subprocesses; whatever is still running at the end of the test is killed."""
     started: list[ScorerProcess] = []
 
-    def start(args: list[str]) -> ScorerProcess:
-        started.append(ScorerProcess(args))
+    def start(args: list[str], **options) -> ScorerProcess:
+        started.append(ScorerProcess(args, **options))
         return started[-1]
 
     yield start

@@ -142,8 +142,9 @@ class Scorer:
         try:
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring") as scoring:
                 while not self.stopping:
-                    self._refresh_model()
                     batch = self._collect_batch(in_flight=previous[1] if previous else None)
+                    if batch:  # the registry pointer is read right before scoring: a publish is served at once
+                        self._refresh_model()
                     current = (batch, scoring.submit(self._score, batch)) if batch else None
                     if previous:
                         self._finish(*previous)

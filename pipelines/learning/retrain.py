@@ -1,0 +1,219 @@
+"""`agad-stream retrain`: confirmed labels train a candidate model; the gate decides whether it serves.
+
+A long-lived job (or one pass with --once): it moves the labels topic into the label store,
+and when --every has passed and at least --min-new labels are new, it trains a candidate in
+AGAD's supervised mode: anomalies = the confirmed ones; normals = the registry's reference
+normal windows plus the confirmed false alarms (training split only). The candidate
+fine-tunes the current model (`warm_start`) or starts from scratch (--init); `auto` trains
+both and keeps the one that validates better. The gate compares it with the current model
+on the fixed validation set; the candidate is added to the registry either way, with its
+decision, figures, parent and label counts in its metadata, becomes current only when
+promoted, and the decision is appended to the registry log.
+
+It runs at lowered priority (os.nice) with --torch-threads threads, so a scorer on the same
+machine keeps its throughput. A crash at any point leaves the registry at its previous
+current version and the store intact; the labels are then simply used by the next run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from kafka.errors import KafkaError
+
+from agad_stream import AGAD, ModelRegistry
+from modalities import Modality
+from pipelines.learning.gate import GateRule, decide, evaluate
+from pipelines.learning.ingest import LabelIngest
+from pipelines.learning.reference import load_reference
+from pipelines.learning.store import LabelStore
+from pipelines.model_dir import load_model_dir, save_model_dir
+from pipelines.streaming.kafka_io import quiet_kafka_logging
+from pipelines.streaming.metrics import log_event
+from pipelines.streaming.serving import resolve_raw_shape
+
+log = logging.getLogger("agad_stream.retrain")
+
+INITS = ("auto", "fine-tune", "scratch")
+#: test hook: when set to "training" or "registry-write", the job logs event=test_pause and waits there
+PAUSE_ENV = "AGAD_RETRAIN_TEST_PAUSE"
+
+
+@dataclass
+class RetrainConfig:
+    min_new: int = 20
+    init: str = "auto"
+    rule: GateRule = field(default_factory=GateRule)
+    #: AGAD parameters that override the current model's for the candidate (e.g. a training budget)
+    overrides: dict = field(default_factory=dict)
+    seed: int = 0
+
+
+def test_pause(stage: str) -> None:
+    if os.environ.get(PAUSE_ENV) == stage:
+        log_event(log, "test_pause", stage=stage, pid=os.getpid())
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        time.sleep(3600)
+
+
+def parse_duration(text: str) -> float:
+    """'90', '90s', '10m', '2h' -> seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if not match:
+        raise ValueError(f"duration {text!r} should look like 30s, 10m or 2h")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def train_candidates(current: AGAD, current_dir: Path, X: np.ndarray, y: np.ndarray, config: RetrainConfig) -> dict[str, AGAD]:
+    """The candidate(s) --init asks for; fine-tuning needs AGAD's warm_start (else scratch only)."""
+    params = current.get_params()
+    budget = {k: v for k, v in config.overrides.items() if k in params}
+    inits = ["fine-tune", "scratch"] if config.init == "auto" else [config.init]
+    if "warm_start" not in params and "fine-tune" in inits:
+        log_event(log, "fine_tune_unavailable", logging.WARNING, note="this AGAD has no warm_start; training from scratch")
+        inits = ["scratch"]
+    candidates = {}
+    for init in inits:
+        test_pause("training")
+        if init == "fine-tune":
+            model = AGAD.load(current_dir, device="cpu")
+            model.set_params(warm_start=True, verbose=False, random_state=config.seed, **budget)
+        else:
+            model = AGAD(**{**params, **budget, "device": "cpu", "verbose": False, "random_state": config.seed})
+        started = time.monotonic()
+        candidates[init] = model.fit(X, y)
+        log_event(log, "candidate_trained", init=init, windows=len(X), anomalies=int(y.sum()),
+                  seconds=round(time.monotonic() - started, 2))
+    return candidates
+
+
+def retrain_once(registry: ModelRegistry, store: LabelStore, config: RetrainConfig) -> dict | None:
+    """One retrain with gate; the log entry, or None when fewer than min_new labels are new."""
+    counts = store.counts()
+    if counts["new"] < config.min_new:
+        log_event(log, "not_enough_labels", new=counts["new"], min_new=config.min_new)
+        return None
+    parent = registry.current_version()
+    current_dir = registry.current_path()
+    current, modality = load_model_dir(current_dir, device="cpu")
+    ref_train, ref_validation = load_reference(registry)
+    train, validation = store.windows("train"), store.windows("validation")
+    X = modality.prepare(np.concatenate([ref_train, *([train.X] if len(train.ids) else [])]))
+    y = np.concatenate([np.zeros(len(ref_train), np.int8), train.y])
+    X_val = modality.prepare(np.concatenate([ref_validation, *([validation.X] if len(validation.ids) else [])]))
+    y_val = np.concatenate([np.zeros(len(ref_validation), np.int8), validation.y])
+
+    candidates = train_candidates(current, current_dir, X, y, config)
+    figures = {init: evaluate(model, X_val, y_val) for init, model in candidates.items()}
+    init = max(figures, key=lambda k: (figures[k]["auroc"] or 0.0, figures[k]["recall"] or 0.0))
+    current_figures = evaluate(current, X_val, y_val)
+    promote, reasons = decide(current_figures, figures[init], config.rule)
+    entry = {
+        "event": "promoted" if promote else "rejected", "parent": parent, "init": init, "reasons": reasons,
+        "current": current_figures, "candidate": figures[init], "rule": config.rule.to_dict(),
+        "labels": {**counts, "upto_seq": max(train.upto_seq, validation.upto_seq)},
+        "training_windows": {"normals": int((y == 0).sum()), "anomalies": int(y.sum())},
+        **({"alternatives": {k: v for k, v in figures.items() if k != init}} if len(figures) > 1 else {}),
+    }
+    entry["version"] = publish_candidate(registry, candidates[init], modality, entry)
+    if promote:
+        registry.set_current(entry["version"])
+    registry.append_log(entry)
+    store.mark_trained(entry["labels"]["upto_seq"])
+    log_event(log, entry["event"], version=entry["version"], parent=parent, reasons="; ".join(reasons))
+    return entry
+
+
+def publish_candidate(registry: ModelRegistry, model: AGAD, modality: Modality, entry: dict) -> int:
+    """Add the candidate as a new (not yet current) version with the decision as its metadata."""
+    metadata = {"decision": entry["event"], **{k: v for k, v in entry.items() if k != "event"}}
+    with tempfile.TemporaryDirectory(prefix="agad-candidate-") as tmp:
+        save_model_dir(Path(tmp) / "model", model, modality)
+        return registry.publish(Path(tmp) / "model", make_current=False, metadata=metadata,
+                                before_rename=lambda staging: test_pause("registry-write"))
+
+
+# --------------------------------------------------------------------------- the command
+def register(subparsers) -> None:
+    p = subparsers.add_parser("retrain", help="retrain on confirmed labels from Kafka, behind a promotion gate",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model-registry", required=True, help="registry whose current version is retrained")
+    p.add_argument("--bootstrap-servers", default="127.0.0.1:9092")
+    p.add_argument("--labels-topic", required=True, help="confirmations (JSON)")
+    p.add_argument("--dlq-topic", help="malformed confirmations (default LABELS_TOPIC-dead)")
+    p.add_argument("--group", default="agad-retrain", help="consumer group holding the labels topic's offsets")
+    p.add_argument("--store", help="SQLite label store (default MODEL_REGISTRY/labels.sqlite)")
+    p.add_argument("--every", default="10m", help="retrain at most this often: 30s, 10m, 2h (default 10m)")
+    p.add_argument("--min-new", type=int, default=20, help="retrain only when this many labels are new (default 20)")
+    p.add_argument("--once", action="store_true", help="ingest what the topic holds, retrain if due, and exit")
+    p.add_argument("--init", choices=INITS, default="auto",
+                   help="fine-tune the current model, train from scratch, or auto: both, keep the better (default)")
+    p.add_argument("--epochs", type=int, help="training budget of a candidate (default: the current model's)")
+    p.add_argument("--max-auroc-drop", type=float, default=0.0, help="gate: AUROC may fall by at most this (default 0)")
+    p.add_argument("--max-fpr-increase", type=float, default=0.01, help="gate: FPR may rise by at most this (default 0.01)")
+    p.add_argument("--max-recall-drop", type=float, default=0.0, help="gate: recall may fall by at most this (default 0)")
+    p.add_argument("--min-validation-anomalies", type=int, default=3,
+                   help="gate: held-out confirmed anomalies needed to promote (default 3)")
+    p.add_argument("--holdout", type=float, help="share of labels kept for validation (fixed when the store is created; default 0.3)")
+    p.add_argument("--nice", type=int, default=10, help="lower the job's CPU priority by this much (default 10)")
+    p.add_argument("--torch-threads", type=int, default=1, help="CPU threads for training (default 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace) -> RetrainConfig:
+    if args.min_new < 1:
+        raise ValueError(f"--min-new must be >= 1, got {args.min_new}")
+    rule = GateRule(args.max_auroc_drop, args.max_fpr_increase, args.max_recall_drop, args.min_validation_anomalies)
+    overrides = {"epochs": args.epochs, "max_steps": None} if args.epochs else {}
+    return RetrainConfig(min_new=args.min_new, init=args.init, rule=rule, overrides=overrides, seed=args.seed)
+
+
+def run(args: argparse.Namespace) -> int:
+    quiet_kafka_logging()
+    config = config_from_args(args)
+    every_s = parse_duration(args.every)
+    os.nice(args.nice)
+    torch.set_num_threads(args.torch_threads)
+    registry = ModelRegistry(args.model_registry)
+    load_reference(registry)  # fail now, not at the first retrain
+    store = LabelStore(args.store or registry.root / "labels.sqlite", holdout=args.holdout)
+    model, modality = load_model_dir(registry.current_path(), device="cpu")
+    raw_shape = resolve_raw_shape(modality, model.window_shape_)
+    ingest = None
+    last_retrain = time.monotonic() - every_s  # the first pass may retrain at once
+    try:
+        while True:
+            try:
+                ingest = ingest or LabelIngest(args.bootstrap_servers, args.labels_topic,
+                                               args.dlq_topic or f"{args.labels_topic}-dead", args.group, store, raw_shape)
+                stats = ingest.drain()
+                if stats.received:
+                    log_event(log, "labels_ingested", **vars(stats), **store.counts())
+            except KafkaError as error:  # reconnect and re-read from the committed offsets
+                log_event(log, "broker_error", logging.WARNING, error=repr(error))
+                if ingest is not None:
+                    ingest.close()
+                ingest = None
+                if args.once:
+                    return 1
+            if args.once or time.monotonic() - last_retrain >= every_s:
+                if retrain_once(registry, store, config) is not None:
+                    last_retrain = time.monotonic()
+            if args.once:
+                return 0
+            time.sleep(min(every_s, 5.0))
+    finally:
+        if ingest is not None:
+            ingest.close()
+        store.close()
