@@ -32,20 +32,29 @@ class DualBatchNorm(nn.Module):
     """A BatchNorm with an auxiliary twin and a switch saying which one normalises.
 
     ``main``: the ordinary BN, for normal data (the only one used at test time).
-    ``aux``: same shape, own statistics and affine parameters, for pseudo-anomalies.
+    ``aux``: own statistics and affine parameters, for pseudo-anomalies; with
+    ``share_affine`` only the statistics are its own, so G cannot learn to fail on
+    pseudo-anomalies through scales and shifts that test time never uses.
     ``frozen``: main BN's running statistics and affine parameters, statistics not updated.
     """
 
-    def __init__(self, batchnorm: nn.modules.batchnorm._BatchNorm):
+    def __init__(self, batchnorm: nn.modules.batchnorm._BatchNorm, share_affine: bool = False):
         super().__init__()
         self.main = batchnorm
-        self.aux = copy.deepcopy(batchnorm)
+        if share_affine:
+            self.aux = type(batchnorm)(batchnorm.num_features, batchnorm.eps, batchnorm.momentum, affine=False)
+        else:
+            self.aux = copy.deepcopy(batchnorm)
+        self.share_affine = share_affine
         self.route: Route = "main"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.route == "main":
             return self.main(x)
         if self.route == "aux":
+            if self.share_affine:
+                shape = (1, -1) + (1,) * (x.dim() - 2)
+                return self.aux(x) * self.main.weight.view(shape) + self.main.bias.view(shape)
             return self.aux(x)
         bn = self.main
         return F.batch_norm(
@@ -54,13 +63,13 @@ class DualBatchNorm(nn.Module):
         )
 
 
-def add_auxiliary_batchnorms(module: nn.Module) -> nn.Module:
+def add_auxiliary_batchnorms(module: nn.Module, share_affine: bool = False) -> nn.Module:
     """Replace every BatchNorm inside ``module`` by a :class:`DualBatchNorm`, in place."""
     for name, child in module.named_children():
         if isinstance(child, nn.modules.batchnorm._BatchNorm):
-            setattr(module, name, DualBatchNorm(child))
+            setattr(module, name, DualBatchNorm(child, share_affine))
         elif not isinstance(child, DualBatchNorm):
-            add_auxiliary_batchnorms(child)
+            add_auxiliary_batchnorms(child, share_affine)
     return module
 
 

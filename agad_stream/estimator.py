@@ -8,8 +8,11 @@ training windows at ``target_fpr``. The constructor only stores parameters.
 
 from __future__ import annotations
 
+import copy
 import importlib.metadata
+import logging
 import math
+import sys
 import warnings
 from collections.abc import Iterator, Sequence
 
@@ -24,6 +27,28 @@ from agad_stream.generators import build_generator
 from agad_stream.networks import Discriminator
 from agad_stream.training import AGADTrainer, TrainingConfig, init_weights
 from agad_stream.validation import check_labels, check_windows
+
+log = logging.getLogger("agad_stream")
+
+#: optimiser steps when neither max_steps nor epochs is set; early stopping usually ends sooner
+DEFAULT_MAX_STEPS = 3000
+#: labelled anomalies added to every batch when anomalies_per_batch is None (the paper's 32), fewer if fewer exist
+DEFAULT_ANOMALIES_PER_BATCH = 32
+
+
+def auto_batch_size(n_train: int) -> int:
+    """Small batches for small data sets, so that a few hundred windows still give many steps."""
+    return 32 if n_train < 2048 else 64
+
+
+def auto_channels(n_train: int) -> tuple[int, ...]:
+    """Conv widths that fit the data set's size: fewer parameters than windows' worth of evidence."""
+    return (32, 64, 128) if n_train < 4096 else (64, 128, 256)
+
+
+def auto_latent_dim(window_shape: Sequence[int]) -> int:
+    """A bottleneck well below the window's size (8x8 images must not get 100 latent units)."""
+    return int(np.clip(math.prod(window_shape) // 8, 16, 100))
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -41,36 +66,61 @@ class AGAD(BaseEstimator):
 
     Parameters
     ----------
-    generator: name of a registered generator ("naive", "unet" or your own).
+    generator: name of a registered generator ("naive", "unet", "unetpp" or your own).
     generator_options: extra keyword arguments for the generator factory.
-    channels, latent_dim: widths of the conv stages (G and D) and G's bottleneck size.
-    epochs, batch_size, lr: training budget (the paper: Adam, lr 2e-4, batch 256).
+    channels, latent_dim: widths of the conv stages (G and D) and G's bottleneck size;
+        "auto" sizes them from the number of training windows and the window size.
+    max_steps, epochs: training budget in optimiser steps, or in passes over the normal
+        windows; with neither, up to DEFAULT_MAX_STEPS steps.
+    batch_size: normal windows per step; "auto" is 32 below 2048 training windows, else 64.
+    early_stopping, n_iter_no_change, validation_interval: stop when the held-out normal
+        windows' reconstruction loss L_con has not improved for n_iter_no_change checks,
+        made every validation_interval steps ("auto": about one epoch, 25 to 200 steps),
+        and keep the best weights. Uses no labels.
+    lr: Adam learning rate (the paper: 2e-4).
     lambda_adv, lambda_con, lambda_adcon, lambda_lat: loss weights (paper: 1, 50, 15, 5); 0 turns a term off.
+    adcon, adcon_margin, adcon_warmup_steps: the pseudo-anomaly term: "paper" (-||x̂ - x̂'||_1,
+        unbounded) or "hinge" (bounded at adcon_margin, in standard deviations of the data),
+        with λ_adcon ramped up over the first adcon_warmup_steps.
+    update_order: "g_first" (Algorithm 1) or "d_first".
     aux_bn, freeze_bn: AdvProp auxiliary BN for pseudo-anomalies, Freeze-BN for labelled anomalies.
+    aux_bn_affine: "separate" (AdvProp: own scale and shift) or "shared" (own statistics only).
     anomaly_loss: "reciprocal" (Algorithm 1 read literally) or "margin" (bounded alternative).
-    anomalies_per_batch: labelled anomalies oversampled into every batch (default batch_size // 8, the paper's 32 of 256).
+    anomalies_per_batch: labelled anomalies added to every batch, oversampled
+        (default min(32, available), the paper's 32 of 256).
     target_fpr: false-positive rate on held-out normal windows that sets ``threshold_``.
-    validation_fraction: share of normal training windows held out of training to calibrate the threshold.
+    validation_fraction: share of normal training windows held out of training to calibrate
+        the threshold and to stop early.
     score_batch_size: windows per forward pass when scoring.
     random_state: seed; a CPU run with the same seed is reproducible.
     device: "auto" (CUDA when available), "cpu", "cuda", "cuda:1"...
-    verbose: show progress bars.
+    verbose: a progress bar (on a terminal only) and a log line per fit.
+    warm_start: refit from the current weights and normalisation instead of from scratch.
     """
 
     def __init__(
         self,
         generator: str = "naive",
         generator_options: dict | None = None,
-        channels: Sequence[int] = (64, 128, 256),
-        latent_dim: int = 100,
-        epochs: int = 15,
-        batch_size: int = 256,
+        channels: Sequence[int] | str = "auto",
+        latent_dim: int | str = "auto",
+        max_steps: int | None = None,
+        epochs: int | None = None,
+        batch_size: int | str = "auto",
+        early_stopping: bool = True,
+        n_iter_no_change: int = 10,
+        validation_interval: int | str = "auto",
         lr: float = 2e-4,
         lambda_adv: float = 1.0,
         lambda_con: float = 50.0,
         lambda_adcon: float = 15.0,
         lambda_lat: float = 5.0,
+        adcon: str = "hinge",
+        adcon_margin: float = 0.5,
+        adcon_warmup_steps: int = 0,
+        update_order: str = "g_first",
         aux_bn: bool = True,
+        aux_bn_affine: str = "separate",
         freeze_bn: bool = True,
         anomaly_loss: str = "reciprocal",
         anomaly_margin: float = 1.0,
@@ -81,19 +131,29 @@ class AGAD(BaseEstimator):
         random_state: int | None = None,
         device: str = "auto",
         verbose: bool = True,
+        warm_start: bool = False,
     ):
         self.generator = generator
         self.generator_options = generator_options
         self.channels = channels
         self.latent_dim = latent_dim
+        self.max_steps = max_steps
         self.epochs = epochs
         self.batch_size = batch_size
+        self.early_stopping = early_stopping
+        self.n_iter_no_change = n_iter_no_change
+        self.validation_interval = validation_interval
         self.lr = lr
         self.lambda_adv = lambda_adv
         self.lambda_con = lambda_con
         self.lambda_adcon = lambda_adcon
         self.lambda_lat = lambda_lat
+        self.adcon = adcon
+        self.adcon_margin = adcon_margin
+        self.adcon_warmup_steps = adcon_warmup_steps
+        self.update_order = update_order
         self.aux_bn = aux_bn
+        self.aux_bn_affine = aux_bn_affine
         self.freeze_bn = freeze_bn
         self.anomaly_loss = anomaly_loss
         self.anomaly_margin = anomaly_margin
@@ -104,30 +164,47 @@ class AGAD(BaseEstimator):
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
+        self.warm_start = warm_start
 
     # ------------------------------------------------------------------ building
     def _training_config(self) -> TrainingConfig:
         return TrainingConfig(
             lambda_adv=self.lambda_adv, lambda_con=self.lambda_con, lambda_adcon=self.lambda_adcon,
             lambda_lat=self.lambda_lat, aux_bn=self.aux_bn, freeze_bn=self.freeze_bn,
-            anomaly_loss=self.anomaly_loss, anomaly_margin=self.anomaly_margin, lr=self.lr,
+            adcon=self.adcon, adcon_margin=self.adcon_margin, adcon_warmup_steps=self.adcon_warmup_steps,
+            update_order=self.update_order, anomaly_loss=self.anomaly_loss, anomaly_margin=self.anomaly_margin,
+            lr=self.lr,
         )
 
-    def _build_networks(self, window_shape: Sequence[int]) -> None:
-        channels, *spatial = window_shape
+    def _resolve_architecture(self, n_train: int) -> None:
+        """Fix the "auto" widths and bottleneck for this data set (stored with the checkpoint)."""
+        self.channels_ = tuple(auto_channels(n_train) if self.channels == "auto" else self.channels)
+        self.latent_dim_ = int(auto_latent_dim(self.window_shape_[1:]) if self.latent_dim == "auto" else self.latent_dim)
+
+    def _build_networks(self) -> None:
+        channels, *spatial = self.window_shape_
         ndim = len(spatial)
-        options = {"channels": tuple(self.channels), "latent_dim": self.latent_dim, **(self.generator_options or {})}
-        self.generator_ = add_auxiliary_batchnorms(build_generator(self.generator, ndim, channels, spatial, **options))
-        self.discriminator_ = add_auxiliary_batchnorms(Discriminator(ndim, channels, spatial, tuple(self.channels)))
+        options = {"channels": self.channels_, "latent_dim": self.latent_dim_, **(self.generator_options or {})}
+        share = self.aux_bn_affine == "shared"
+        self.generator_ = add_auxiliary_batchnorms(build_generator(self.generator, ndim, channels, spatial, **options), share)
+        self.discriminator_ = add_auxiliary_batchnorms(Discriminator(ndim, channels, spatial, self.channels_), share)
         self.device_ = resolve_device(self.device)
         self.generator_.to(self.device_)
         self.discriminator_.to(self.device_)
 
     def _check_params(self) -> None:
-        if not (isinstance(self.epochs, int) and self.epochs >= 1):
-            raise ValueError(f"epochs must be a positive integer, got {self.epochs!r}")
-        if not (isinstance(self.batch_size, int) and self.batch_size >= 2):
-            raise ValueError(f"batch_size must be an integer >= 2 (batch norm needs 2 samples), got {self.batch_size!r}")
+        for name in ("max_steps", "epochs"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+        if self.batch_size != "auto" and not (isinstance(self.batch_size, int) and self.batch_size >= 2):
+            raise ValueError(f"batch_size must be 'auto' or an integer >= 2 (batch norm needs 2 samples), got {self.batch_size!r}")
+        if self.validation_interval != "auto" and not (isinstance(self.validation_interval, int) and self.validation_interval >= 1):
+            raise ValueError(f"validation_interval must be 'auto' or a positive integer, got {self.validation_interval!r}")
+        if not (isinstance(self.n_iter_no_change, int) and self.n_iter_no_change >= 1):
+            raise ValueError(f"n_iter_no_change must be a positive integer, got {self.n_iter_no_change!r}")
+        if self.aux_bn_affine not in ("separate", "shared"):
+            raise ValueError(f"aux_bn_affine must be 'separate' or 'shared', got {self.aux_bn_affine!r}")
         if not 0 < self.target_fpr < 1:
             raise ValueError(f"target_fpr must lie in (0, 1), got {self.target_fpr}")
         if not 0 <= self.validation_fraction < 1:
@@ -137,6 +214,7 @@ class AGAD(BaseEstimator):
     def fit(self, X, y=None) -> "AGAD":
         """Train on windows ``X``; ``y`` (optional) marks labelled anomalies with 1."""
         self._check_params()
+        trainer_config = self._training_config()
         X = check_windows(X)
         y = np.zeros(len(X), np.int8) if y is None else check_labels(y, len(X))
         rng = np.random.default_rng(self.random_state)
@@ -150,28 +228,23 @@ class AGAD(BaseEstimator):
             raise ValueError(f"need at least 2 normal training windows after the hold-out, got {len(normal) - n_validation}")
         validation, train = normal[:n_validation], normal[n_validation:]
 
-        self.window_shape_ = tuple(X.shape[1:])
-        axes = (0, *range(2, X.ndim))
-        self.mean_ = X[train].mean(axis=axes).astype(np.float32)
-        self.std_ = np.maximum(X[train].std(axis=axes), 1e-8).astype(np.float32)
-        self._build_networks(self.window_shape_)
-        init_weights(self.generator_)
-        init_weights(self.discriminator_)
-        trainer = AGADTrainer(self.generator_, self.discriminator_, self._training_config())
+        if self.warm_start and hasattr(self, "generator_"):
+            if tuple(X.shape[1:]) != self.window_shape_:
+                raise ValueError(f"warm_start: windows of shape {X.shape[1:]} do not fit this model's {self.window_shape_}")
+        else:
+            self.window_shape_ = tuple(X.shape[1:])
+            axes = (0, *range(2, X.ndim))
+            self.mean_ = X[train].mean(axis=axes).astype(np.float32)
+            self.std_ = np.maximum(X[train].std(axis=axes), 1e-8).astype(np.float32)
+            self._resolve_architecture(len(train))
+            self._build_networks()
+            init_weights(self.generator_)
+            init_weights(self.discriminator_)
+        trainer = AGADTrainer(self.generator_, self.discriminator_, trainer_config)
 
         Xn = self._normalise(X)
-        self.history_ = []
-        epochs = tqdm(range(self.epochs), desc="AGAD epochs", unit="epoch", disable=not self.verbose)
-        for _ in epochs:
-            totals: dict[str, float] = {}
-            batches = list(self._batches(train, anomalous, rng))
-            for normal_idx, anomaly_idx in tqdm(batches, desc="batches", leave=False, disable=not self.verbose):
-                x = self._to_device(Xn[normal_idx])
-                x_a = self._to_device(Xn[anomaly_idx]) if len(anomaly_idx) else None
-                for name, value in trainer.step(x, x_a).items():
-                    totals[name] = totals.get(name, 0.0) + value / len(batches)
-            self.history_.append(totals)
-            epochs.set_postfix({k: f"{v:.3g}" for k, v in totals.items() if k in ("L_D", "L_G", "L_con")})
+        self.batch_size_ = auto_batch_size(len(train)) if self.batch_size == "auto" else self.batch_size
+        self._train(trainer, Xn, train, validation, anomalous, rng)
         self.d_reinitialisations_ = trainer.d_reinitialisations
 
         calibration = Xn[validation] if len(validation) else Xn[train]
@@ -181,27 +254,93 @@ class AGAD(BaseEstimator):
         self.threshold_ = float(np.quantile(self.calibration_scores_, 1 - self.target_fpr, method="higher"))
         return self
 
+    def _train(self, trainer: AGADTrainer, Xn: np.ndarray, train: np.ndarray, validation: np.ndarray,
+               anomalous: np.ndarray, rng: np.random.Generator) -> None:
+        """Step until the budget is spent or validation L_con stops improving; keep the best weights."""
+        steps_per_epoch = max(1, len(train) // self.batch_size_)
+        if self.max_steps is not None:
+            budget = self.max_steps
+        elif self.epochs is not None:
+            budget = self.epochs * steps_per_epoch
+        else:
+            budget = DEFAULT_MAX_STEPS
+        interval = (int(np.clip(steps_per_epoch, 25, 200)) if self.validation_interval == "auto"
+                    else self.validation_interval)
+        stopping = self.early_stopping and len(validation) > 0
+        X_val = Xn[validation]
+
+        self.history_ = []
+        best_loss, best_state, checks_without_gain = math.inf, None, 0
+        totals: dict[str, float] = {}
+        steps_since_check = 0
+        bar = tqdm(total=budget, desc="AGAD", unit="step", disable=not (self.verbose and sys.stderr.isatty()))
+        batches = self._batches(train, anomalous, rng)
+        for step in range(1, budget + 1):
+            normal_idx, anomaly_idx = next(batches)
+            x_a = self._to_device(Xn[anomaly_idx]) if len(anomaly_idx) else None
+            for name, value in trainer.step(self._to_device(Xn[normal_idx]), x_a).items():
+                totals[name] = totals.get(name, 0.0) + value
+            steps_since_check += 1
+            bar.update()
+            if step % interval and step != budget:
+                continue
+            record = {"step": step, **{k: v / steps_since_check for k, v in totals.items()}}
+            totals, steps_since_check = {}, 0
+            if len(validation):
+                record["val_L_con"] = self._reconstruction_loss(X_val)
+            self.history_.append(record)
+            bar.set_postfix({k: f"{record[k]:.3g}" for k in ("L_G", "L_con", "val_L_con") if k in record})
+            if not stopping:
+                continue
+            if record["val_L_con"] < best_loss * (1 - 1e-3):
+                best_loss, checks_without_gain = record["val_L_con"], 0
+                best_state = (step, copy.deepcopy(self.generator_.state_dict()),
+                              copy.deepcopy(self.discriminator_.state_dict()))
+            else:
+                checks_without_gain += 1
+                if checks_without_gain >= self.n_iter_no_change:
+                    break
+        bar.close()
+        self.n_steps_ = step
+        self.best_step_ = step
+        if best_state is not None:
+            self.best_step_ = best_state[0]
+            self.generator_.load_state_dict(best_state[1])
+            self.discriminator_.load_state_dict(best_state[2])
+        if self.verbose:
+            log.info("AGAD trained %d steps (%.1f epochs of %d windows, batch %d); kept step %d%s",
+                     self.n_steps_, self.n_steps_ / steps_per_epoch, len(train), self.batch_size_, self.best_step_,
+                     f", validation L_con {best_loss:.4g}" if best_state else "")
+
+    def _reconstruction_loss(self, Xn: np.ndarray) -> float:
+        """Mean |x - G(x)| (L_con) of normalised windows, in test mode."""
+        self.generator_.eval()
+        total = 0.0
+        with torch.inference_mode():
+            for start in range(0, len(Xn), self.score_batch_size):
+                x = self._to_device(Xn[start:start + self.score_batch_size])
+                total += float((x - self.generator_(x)).abs().sum())
+        return total / Xn.size
+
     def _batches(self, train: np.ndarray, anomalous: np.ndarray, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """One epoch = one pass over the normal windows; with labelled anomalies every batch
-        carries ``anomalies_per_batch`` of them, drawn without replacement and recycled (oversampling)."""
+        """Endless batches: ``batch_size_`` normal windows, reshuffled every pass, plus ``k`` labelled
+        anomalies drawn without replacement and recycled (oversampling), k = min(32, available) by default."""
         k = 0
         if len(anomalous):
-            k = self.anomalies_per_batch if self.anomalies_per_batch is not None else max(1, self.batch_size // 8)
-            k = min(k, self.batch_size - 2)
-        per_batch = self.batch_size - k
-        order = rng.permutation(train)
+            k = self.anomalies_per_batch if self.anomalies_per_batch is not None else DEFAULT_ANOMALIES_PER_BATCH
+            k = min(k, len(anomalous)) if self.anomalies_per_batch is None else k
+        per_batch = min(self.batch_size_, len(train))
         pool = np.empty(0, dtype=np.int64)
-        for start in range(0, len(order), per_batch):
-            normal_idx = order[start:start + per_batch]
-            if len(normal_idx) < 2:
-                break
-            if k:
-                while len(pool) < k:
-                    pool = np.concatenate([pool, rng.permutation(anomalous)])
-                anomaly_idx, pool = pool[:k], pool[k:]
-            else:
-                anomaly_idx = np.empty(0, dtype=np.int64)
-            yield normal_idx, anomaly_idx
+        while True:
+            order = rng.permutation(train)
+            for start in range(0, len(order) - per_batch + 1, per_batch):
+                if k:
+                    while len(pool) < k:
+                        pool = np.concatenate([pool, rng.permutation(anomalous)])
+                    anomaly_idx, pool = pool[:k], pool[k:]
+                else:
+                    anomaly_idx = np.empty(0, dtype=np.int64)
+                yield order[start:start + per_batch], anomaly_idx
 
     # ------------------------------------------------------------------ scoring
     def _check_fitted(self) -> None:
@@ -266,10 +405,13 @@ class AGAD(BaseEstimator):
         """Write the checkpoint directory ``path`` (weights.pt + agad.json)."""
         self._check_fitted()
         params = self.get_params()
-        params["channels"] = list(params["channels"])
+        if not isinstance(params["channels"], str):
+            params["channels"] = list(params["channels"])
         metadata = {
             "params": params,
             "window_shape": list(self.window_shape_),
+            "architecture": {"channels": list(self.channels_), "latent_dim": self.latent_dim_},
+            "training": {"steps": self.n_steps_, "kept_step": self.best_step_, "batch_size": self.batch_size_},
             "normalisation": {"mean": self.mean_.tolist(), "std": self.std_.tolist()},
             "threshold": self.threshold_,
             "calibration_scores": self.calibration_scores_.tolist(),
@@ -298,7 +440,14 @@ class AGAD(BaseEstimator):
             model.threshold_ = float(metadata["threshold"])
             model.calibration_scores_ = np.asarray(metadata["calibration_scores"], np.float32)
             model.history_ = metadata.get("history", [])
-            model._build_networks(model.window_shape_)
+            architecture = metadata.get("architecture", {"channels": params["channels"], "latent_dim": params["latent_dim"]})
+            model.channels_ = tuple(architecture["channels"])
+            model.latent_dim_ = int(architecture["latent_dim"])
+            training = metadata.get("training", {})
+            model.n_steps_ = training.get("steps")
+            model.best_step_ = training.get("kept_step")
+            model.batch_size_ = training.get("batch_size", params.get("batch_size"))
+            model._build_networks()
             model.generator_.load_state_dict(state["generator"])
             model.discriminator_.load_state_dict(state["discriminator"])
         except (KeyError, TypeError, RuntimeError, ValueError) as error:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 from torch import nn
 
-from agad_stream.networks import EncoderDecoder
+from agad_stream.networks import EncoderDecoder, NestedUNet
 
 GeneratorFactory = Callable[..., nn.Module]
 _GENERATORS: dict[str, GeneratorFactory] = {}
@@ -43,3 +43,4 @@ def build_generator(
 
 register_generator("naive", lambda ndim, c, shape, **kw: EncoderDecoder(ndim, c, shape, skip_connections=False, **kw))
 register_generator("unet", lambda ndim, c, shape, **kw: EncoderDecoder(ndim, c, shape, skip_connections=True, **kw))
+register_generator("unetpp", lambda ndim, c, shape, **kw: NestedUNet(ndim, c, shape, **kw))

@@ -36,6 +36,18 @@ def l_adcon(x_hat: torch.Tensor, x_hat2: torch.Tensor) -> torch.Tensor:
     return -(x_hat - x_hat2).abs().mean()
 
 
+def l_adcon_hinge(x_hat: torch.Tensor, x_hat2: torch.Tensor, margin: float) -> torch.Tensor:
+    """Bounded L_adcon = mean over samples of max(0, m - ||x̂ - x̂'||_1), in [0, m].
+
+    The paper's -||x̂ - x̂'||_1 has no floor: G can drive it down without limit by making
+    its second pass (through the auxiliary BN) explode, until the term outweighs L_con.
+    With a hinge, a pseudo-anomaly that is already reconstructed badly enough (by
+    ``margin``, in units of the normalised data) earns G nothing more.
+    """
+    per_sample = (x_hat - x_hat2).abs().flatten(1).mean(dim=1)
+    return F.relu(margin - per_sample).mean()
+
+
 def l_lat(z: torch.Tensor, z_hat: torch.Tensor) -> torch.Tensor:
     """L_lat = ||D_z(x) - D_z(x̂)||_2, as the mean squared feature difference (GANomaly's form)."""
     return (z - z_hat).pow(2).mean()

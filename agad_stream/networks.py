@@ -125,6 +125,62 @@ class EncoderDecoder(nn.Module):
         return crop_to(h, extent)
 
 
+class NestedUNet(nn.Module):
+    """UNet++ generator (Zhou et al. 2018), the paper's best generator for images (its Table 9).
+
+    Node X[i][j] sits at the i-th encoder resolution; X[i][0] is the encoder, and for j >= 1
+    X[i][j] = conv(concat(X[i][0..j-1], up(X[i+1][j-1]))): dense skip pathways that refine
+    the encoder features step by step instead of one long UNet skip. As in
+    :class:`EncoderDecoder`, the deepest node is decoded from a ``latent_dim`` bottleneck, so
+    the network still has to summarise the whole window.
+    """
+
+    def __init__(
+        self,
+        ndim: int,
+        in_channels: int,
+        spatial_shape: Sequence[int],
+        channels: Sequence[int] = (64, 128, 256),
+        latent_dim: int = 100,
+    ):
+        super().__init__()
+        _check_ndim(ndim)
+        depth = len(channels)
+        self.padded_shape, bottom = padded_and_bottom_shapes(spatial_shape, depth)
+        self.encoder = DownStack(ndim, in_channels, channels)
+        self.to_latent = CONV[ndim](channels[-1], latent_dim, bottom, bias=False)
+        self.from_latent = nn.Sequential(
+            CONV_TRANSPOSE[ndim](latent_dim, channels[-1], bottom, bias=False), BATCHNORM[ndim](channels[-1]), nn.ReLU(),
+        )
+        # up[i][j]: from level i+1 to level i, feeding X[i][j]; nodes[i][j]: fuses the j earlier nodes of level i with it.
+        self.up = nn.ModuleDict()
+        self.nodes = nn.ModuleDict()
+        for i in range(depth - 1):
+            for j in range(1, depth - i + 1):
+                self.up[f"{i}_{j}"] = nn.Sequential(
+                    CONV_TRANSPOSE[ndim](channels[i + 1], channels[i], 4, 2, 1, bias=False),
+                    BATCHNORM[ndim](channels[i]), nn.ReLU(),
+                )
+                self.nodes[f"{i}_{j}"] = nn.Sequential(
+                    CONV[ndim](channels[i] * (j + 1), channels[i], 3, 1, 1, bias=False),
+                    BATCHNORM[ndim](channels[i]), nn.ReLU(),
+                )
+        self.depth = depth
+        self.head = CONV_TRANSPOSE[ndim](channels[0], in_channels, 4, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        extent = x.shape[2:]
+        features = self.encoder(pad_to(x, self.padded_shape))
+        X = [[f] for f in features]
+        # The deepest level's decoded node comes from the bottleneck, not from a skip.
+        X[-1].append(self.from_latent(self.to_latent(features[-1])))
+        for j in range(1, self.depth + 1):
+            for i in reversed(range(min(self.depth - 1, self.depth - j + 1))):
+                key = f"{i}_{j}"
+                X[i].append(self.nodes[key](torch.cat([*X[i][:j], self.up[key](X[i + 1][j - 1])], dim=1)))
+        return crop_to(self.head(X[0][-1]), extent)
+
+
 class Discriminator(nn.Module):
     """D: x -> (real/fake logit y, feature vector z); a VGG-like conv-BN-LeakyReLU stack."""
 

@@ -1,27 +1,29 @@
 """Reference detectors fitted on the same training windows as AGAD and scored on the same test windows.
 
-A result for AGAD means little without them: IsolationForest and PCA reconstruction
-error (scikit-learn) tell whether a deep model is needed at all, and the plain
-autoencoder (AGAD's generator with only L_con) tells what the adversarial and
-pseudo-anomaly terms add. Every baseline gets its threshold the way AGAD does: from
-held-out normal training windows at the same target false-positive rate.
+A result for AGAD means little without them. PyOD's detectors (PCA, IsolationForest,
+ECOD, DeepSVDD and its MLP autoencoder) are the library people trust, so they are used
+as they ship, with their default settings. Two ablations made from AGAD itself tell what
+its parts add: the plain autoencoder (AGAD's generator with only L_con) and AGAD
+without the pseudo-anomaly term L_adcon. Every detector gets its threshold the way AGAD
+does: from held-out normal training windows at the same target false-positive rate.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-from sklearn.decomposition import PCA
-from sklearn.ensemble import IsolationForest
 
 from agad_stream import AGAD
 
-BASELINE_NAMES = ("plain-autoencoder", "isolation-forest", "pca")
-#: share of the training variance the PCA subspace keeps; the rest is the anomaly score
-PCA_VARIANCE = 0.95
+#: what `evaluate` and the benchmarks fit beside AGAD; each takes seconds on a few thousand windows
+BASELINE_NAMES = ("plain-autoencoder", "pca", "isolation-forest", "ecod")
+#: slower ones (tens of seconds to minutes): the deep PyOD detectors and the L_adcon ablation
+EXTRA_BASELINE_NAMES = ("agad-no-adcon", "deep-svdd", "pyod-autoencoder")
+ALL_BASELINE_NAMES = BASELINE_NAMES + EXTRA_BASELINE_NAMES
 
 
 class Detector(Protocol):
@@ -44,20 +46,22 @@ def plain_autoencoder(model: AGAD) -> AGAD:
     return AGAD(**params)
 
 
-class FlatDetector:
-    """Base for scikit-learn detectors on flattened windows.
+class PyODDetector:
+    """A PyOD detector on flattened windows, with AGAD's scaling, hold-out and threshold.
 
     Windows are scaled per channel as AGAD scales them, the detector is fitted on the
     normal windows minus a held-out share, and the threshold is the (1 - target_fpr)
-    quantile of the held-out scores, as in AGAD.fit.
+    quantile of the held-out scores, as in AGAD.fit. PyOD's decision_function is the score.
     """
 
-    def __init__(self, target_fpr: float = 0.01, validation_fraction: float = 0.1, random_state: int | None = None):
+    def __init__(self, factory: Callable[[int, int | None], Any], target_fpr: float = 0.01,
+                 validation_fraction: float = 0.1, random_state: int | None = None):
+        self.factory = factory
         self.target_fpr = target_fpr
         self.validation_fraction = validation_fraction
         self.random_state = random_state
 
-    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> "FlatDetector":
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> "PyODDetector":
         normal = X if y is None else X[np.asarray(y) == 0]
         rng = np.random.default_rng(self.random_state)
         order = rng.permutation(len(normal))
@@ -66,43 +70,41 @@ class FlatDetector:
         axes = (0, *range(2, X.ndim))
         self.mean_ = train.mean(axis=axes, keepdims=True)[0]
         self.std_ = np.maximum(train.std(axis=axes, keepdims=True)[0], 1e-8)
-        self._fit_flat(self._flatten(train))
+        F = self._flatten(train)
+        self.detector_ = self.factory(F.shape[1], self.random_state).fit(F)
         calibration = validation if len(validation) else train
         self.threshold_ = float(np.quantile(self.score_samples(calibration), 1 - self.target_fpr, method="higher"))
         return self
 
     def score_samples(self, X: np.ndarray) -> np.ndarray:
-        return self._score_flat(self._flatten(X))
+        return np.asarray(self.detector_.decision_function(self._flatten(X)), dtype=np.float64)
 
     def _flatten(self, X: np.ndarray) -> np.ndarray:
         return ((X - self.mean_) / self.std_).reshape(len(X), -1)
 
-    def _fit_flat(self, F: np.ndarray) -> None:
-        raise NotImplementedError
 
-    def _score_flat(self, F: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+def _pyod_factories() -> dict[str, Callable[[int, int | None], Any]]:
+    """PyOD detectors with their shipped defaults (imported lazily: PyOD pulls in numba)."""
+    from pyod.models.auto_encoder import AutoEncoder
+    from pyod.models.deep_svdd import DeepSVDD
+    from pyod.models.ecod import ECOD
+    from pyod.models.iforest import IForest
+    from pyod.models.pca import PCA
+
+    return {
+        "pca": lambda n_features, seed: PCA(random_state=seed),
+        "isolation-forest": lambda n_features, seed: IForest(random_state=seed),
+        "ecod": lambda n_features, seed: ECOD(),
+        "deep-svdd": lambda n_features, seed: DeepSVDD(n_features=n_features, random_state=seed, verbose=0),
+        "pyod-autoencoder": lambda n_features, seed: AutoEncoder(random_state=0 if seed is None else seed, verbose=0),
+    }
 
 
-class IsolationForestDetector(FlatDetector):
-    """IsolationForest on the scaled samples; score = minus sklearn's score (higher = more anomalous)."""
-
-    def _fit_flat(self, F: np.ndarray) -> None:
-        self.forest_ = IsolationForest(n_estimators=200, random_state=self.random_state, n_jobs=1).fit(F)
-
-    def _score_flat(self, F: np.ndarray) -> np.ndarray:
-        return -self.forest_.score_samples(F)
-
-
-class PCADetector(FlatDetector):
-    """Reconstruction error outside the principal subspace that keeps PCA_VARIANCE of the training variance."""
-
-    def _fit_flat(self, F: np.ndarray) -> None:
-        self.pca_ = PCA(n_components=PCA_VARIANCE, svd_solver="full", random_state=self.random_state).fit(F)
-
-    def _score_flat(self, F: np.ndarray) -> np.ndarray:
-        reconstructed = self.pca_.inverse_transform(self.pca_.transform(F))
-        return np.linalg.norm(F - reconstructed, axis=1)
+def agad_without_adcon(model: AGAD) -> AGAD:
+    """An unfitted copy of `model` without the pseudo-anomaly term (λ_adcon = 0, no auxiliary BN)."""
+    params = model.get_params()
+    params.update(lambda_adcon=0.0, aux_bn=False)
+    return AGAD(**params)
 
 
 @dataclass
@@ -114,15 +116,14 @@ class FittedBaseline:
 
 def build_baseline(name: str, model: AGAD) -> Detector:
     """An unfitted baseline sharing `model`'s seed, hold-out share and target false-positive rate."""
-    shared = dict(target_fpr=model.target_fpr, validation_fraction=model.validation_fraction,
-                  random_state=model.random_state)
     if name == "plain-autoencoder":
         return plain_autoencoder(model)
-    if name == "isolation-forest":
-        return IsolationForestDetector(**shared)
-    if name == "pca":
-        return PCADetector(**shared)
-    raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(BASELINE_NAMES)}")
+    if name == "agad-no-adcon":
+        return agad_without_adcon(model)
+    if name not in ALL_BASELINE_NAMES:
+        raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(ALL_BASELINE_NAMES)}")
+    return PyODDetector(_pyod_factories()[name], target_fpr=model.target_fpr,
+                        validation_fraction=model.validation_fraction, random_state=model.random_state)
 
 
 def fit_baselines(

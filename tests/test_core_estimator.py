@@ -96,7 +96,7 @@ def test_shape_mismatched_checkpoint_is_refused(fitted, tmp_path):
     fitted.save(tmp_path / "model")
     meta_path = tmp_path / "model" / "agad.json"
     meta = json.loads(meta_path.read_text())
-    meta["params"]["channels"] = [4, 8, 32]
+    meta["architecture"]["channels"] = [4, 8, 32]
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="does not fit"):
         AGAD.load(tmp_path / "model")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from agad_stream import AGAD
-from pipelines.baselines import IsolationForestDetector, PCADetector, build_baseline, plain_autoencoder
+from pipelines.baselines import ALL_BASELINE_NAMES, agad_without_adcon, build_baseline, plain_autoencoder
 from pipelines.reports import explanation_indices, ranking_metrics, threshold_metrics
 
 
@@ -27,14 +27,22 @@ def test_plain_autoencoder_keeps_only_the_reconstruction_term():
     params = plain.get_params()
     assert (params["lambda_adv"], params["lambda_adcon"], params["lambda_lat"], params["aux_bn"]) == (0, 0, 0, False)
     assert params["lambda_con"] == model.lambda_con
-    for same in ("channels", "latent_dim", "epochs", "batch_size", "random_state", "target_fpr", "generator"):
+    for same in ("channels", "latent_dim", "epochs", "max_steps", "batch_size", "random_state", "target_fpr", "generator"):
         assert params[same] == model.get_params()[same]
 
 
-@pytest.mark.parametrize("detector_class", [IsolationForestDetector, PCADetector])
-def test_flat_detectors_rank_anomalies_first_and_calibrate_on_held_out_normals(detector_class):
+def test_agad_without_adcon_drops_only_the_pseudo_anomaly_term():
+    model = AGAD(channels=(8, 16), latent_dim=4, max_steps=30, random_state=7)
+    ablation = agad_without_adcon(model).get_params()
+    assert (ablation["lambda_adcon"], ablation["aux_bn"]) == (0, False)
+    assert (ablation["lambda_adv"], ablation["lambda_lat"]) == (model.lambda_adv, model.lambda_lat)
+
+
+@pytest.mark.parametrize("name", ["pca", "isolation-forest", "ecod", "deep-svdd", "pyod-autoencoder"])
+def test_pyod_detectors_rank_anomalies_first_and_calibrate_on_held_out_normals(name):
     X, y = blobs()
-    detector = detector_class(target_fpr=0.05, validation_fraction=0.2, random_state=0).fit(X[y == 0])
+    model = AGAD(target_fpr=0.05, validation_fraction=0.2, random_state=0)
+    detector = build_baseline(name, model).fit(X[y == 0])
     scores = detector.score_samples(X)
     assert ranking_metrics(y, scores)["auroc"] > 0.95
     fpr = threshold_metrics(y, scores, detector.threshold_)["fpr"]
