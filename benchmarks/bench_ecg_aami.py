@@ -12,7 +12,7 @@ model trained on one patient and tested on another measures the change of patien
 than the anomalies. For reference the script also runs that inter-patient direction
 (normal beats of all of 100 -> every beat of 208). Final epoch scored.
 
-usage: nice python benchmarks/bench_ecg_aami.py [--data DIR] [--epochs N] ...
+usage: nice python benchmarks/bench_ecg_aami.py [--data DIR] [--agad NAME=VALUE] ...
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from common import add_ecg_options, write_results, DETECTORS, auroc_by_detector, base_parser, fit_agad, footer, markdown_table, setup
+from common import agad_settings, add_ecg_options, write_results, detectors, auroc_by_detector, base_parser, fit_agad, footer, markdown_table, setup
 from modalities.ecg import ECGModality
 
 RECORDS = ["100", "208"]
@@ -29,18 +29,15 @@ SPLIT_MINUTES = 15.0
 
 
 def parse_args():
-    parser = base_parser(__doc__.splitlines()[0], "mitdb", epochs=8, batch_size=128)
+    parser = base_parser(__doc__.splitlines()[0], "mitdb")
     add_ecg_options(parser)
     return parser.parse_args()
 
 
 def run(name: str, modality: ECGModality, train, test, args) -> dict:
     X_train, X_test = modality.prepare(train.X), modality.prepare(test.X)
-    model, agad_seconds = fit_agad(
-        X_train, None, args, channels=tuple(int(c) for c in args.channels.split(",")), latent_dim=args.latent_dim,
-        epochs=args.epochs, batch_size=args.batch_size,
-    )
-    aurocs, seconds = auroc_by_detector(model, X_train, X_test, test.y)
+    model, agad_seconds = fit_agad(X_train, None, args)
+    aurocs, seconds = auroc_by_detector(model, X_train, X_test, test.y, args)
     seconds["AGAD"] = agad_seconds
     per_record = {}
     for record in sorted(set(test.group)):
@@ -51,7 +48,7 @@ def run(name: str, modality: ECGModality, train, test, args) -> dict:
     return {
         "protocol": name, "n_train": len(X_train), "n_test_normal": int(np.sum(test.y == 0)),
         "n_test_abnormal": int(np.sum(test.y == 1)), "test_symbols": dict(zip(symbols.tolist(), counts.tolist())),
-        "auroc": aurocs, "agad_auroc_per_test_record": per_record, "fit_seconds": seconds,
+        "auroc": aurocs, "agad_auroc_per_test_record": per_record, "fit_seconds": seconds, "agad_steps": model.n_steps_, "agad_kept_step": model.best_step_,
     }
 
 
@@ -81,14 +78,13 @@ def main() -> None:
         print(f"{name}: {results[-1]['auroc']} ({time.perf_counter() - t0:.0f} s)", flush=True)
 
     rows = [[r["protocol"], r["n_train"], f"{r['n_test_normal']}/{r['n_test_abnormal']}",
-             *[r["auroc"][d] for d in DETECTORS]] for r in results]
+             *[r["auroc"][d] for d in detectors(args)]] for r in results]
     print("\n## MIT-BIH 100 + 208, AAMI abnormal (S, V, F, Q) vs normal, AUROC\n")
-    print(markdown_table(["protocol", "train beats", "test normal/abnormal", *DETECTORS], rows))
+    print(markdown_table(["protocol", "train beats", "test normal/abnormal", *detectors(args)], rows))
     for r in results:
         print(f"\n{r['protocol']}: test beats by symbol {r['test_symbols']}; "
               f"AGAD AUROC per test record {r['agad_auroc_per_test_record']}")
-    print(f"\nbudget: fs {args.fs:g} Hz, lead MLII, window {args.window_s} s, channels {args.channels}, "
-          f"latent {args.latent_dim}, {args.epochs} epochs, batch {args.batch_size}; final epoch scored")
+    print(f"\nfs {args.fs:g} Hz, lead MLII, window {args.window_s} s; {agad_settings(args)}")
     print(footer(started, args))
     write_results(args, results)
 

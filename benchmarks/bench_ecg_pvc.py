@@ -8,9 +8,9 @@ patient is ever seen in training; the headline is the mean AUROC of the two dire
 Records 102, 104 and 114 are left out: their only signal is V5, not MLII.
 Training beats are a seeded random subset (--max-train-beats) to fit the CPU budget.
 Settings are tuned with --validation only, which never scores the test records.
-The same windows feed AGAD and the baselines; the final epoch is scored.
+The same windows feed AGAD and the baselines.
 
-usage: nice python benchmarks/bench_ecg_pvc.py [--data DIR] [--epochs N] ...
+usage: nice python benchmarks/bench_ecg_pvc.py [--data DIR] [--agad NAME=VALUE] ...
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from common import (add_ecg_options, write_results, DETECTORS, auroc_by_detector, base_parser, fit_agad, footer, markdown_table, mean_std,
+from common import (agad_settings, add_ecg_options, write_results, detectors, auroc_by_detector, base_parser, fit_agad, footer, markdown_table, mean_std,
                     setup)
 from modalities.ecg import ECGModality
 
@@ -31,7 +31,7 @@ DIRECTIONS = [(FOLD_A, FOLD_B), (FOLD_B, FOLD_A)]
 
 
 def parse_args():
-    parser = base_parser(__doc__.splitlines()[0], "mitdb-mlii-pvc", epochs=8, batch_size=128)
+    parser = base_parser(__doc__.splitlines()[0], "mitdb-mlii-pvc")
     add_ecg_options(parser)
     parser.add_argument("--max-train-beats", type=int, default=3000)
     parser.add_argument("--validation", action="store_true",
@@ -50,17 +50,14 @@ def run_direction(modality: ECGModality, windows, train_records, test_records, a
     train = train.subset(training_subset(len(train), args.max_train_beats, args.seed))
     test = windows.subset(np.isin(windows.group, test_records))
     X_train, X_test = modality.prepare(train.X), modality.prepare(test.X)
-    model, agad_seconds = fit_agad(
-        X_train, None, args, channels=tuple(int(c) for c in args.channels.split(",")), latent_dim=args.latent_dim,
-        epochs=args.epochs, batch_size=args.batch_size,
-    )
-    aurocs, seconds = auroc_by_detector(model, X_train, X_test, test.y)
+    model, agad_seconds = fit_agad(X_train, None, args)
+    aurocs, seconds = auroc_by_detector(model, X_train, X_test, test.y, args)
     seconds["AGAD"] = agad_seconds
     return {
         "agad_per_test_record": per_record(model, X_test, test),
         "train_records": train_records, "test_records": test_records, "n_train": len(X_train),
         "n_test_normal": int(np.sum(test.y == 0)), "n_test_pvc": int(np.sum(test.y == 1)),
-        "auroc": aurocs, "fit_seconds": seconds,
+        "auroc": aurocs, "fit_seconds": seconds, "agad_steps": model.n_steps_, "agad_kept_step": model.best_step_,
         "agad_final_epoch": model.history_[-1],
     }
 
@@ -101,19 +98,18 @@ def main() -> None:
               f"{results[-1]['auroc']} ({time.perf_counter() - t0:.0f} s)", flush=True)
 
     rows = [[f"{','.join(r['train_records'])} → {','.join(r['test_records'])}", r["n_train"],
-             f"{r['n_test_normal']}/{r['n_test_pvc']}", *[r["auroc"][d] for d in DETECTORS]] for r in results]
-    rows.append(["mean of both directions", "", "", *[float(np.mean([r["auroc"][d] for r in results])) for d in DETECTORS]])
+             f"{r['n_test_normal']}/{r['n_test_pvc']}", *[r["auroc"][d] for d in detectors(args)]] for r in results]
+    rows.append(["mean of both directions", "", "", *[float(np.mean([r["auroc"][d] for r in results])) for d in detectors(args)]])
     scored_on = "VALIDATION records (tuning run)" if args.validation else "test records"
     print(f"\n## MIT-BIH PVC, inter-patient (MLII records), AUROC on {scored_on}\n")
-    print(markdown_table(["train → test records", "train beats", "test normal/PVC", *DETECTORS], rows))
+    print(markdown_table(["train → test records", "train beats", "test normal/PVC", *detectors(args)], rows))
     print(f"\nAGAD mean over directions: {mean_std([r['auroc']['AGAD'] for r in results])}")
     print("\nAGAD per test record (missed PVCs and false alarms at the calibrated threshold):\n")
     record_rows = [[record, row["normal"], row["pvc"], "n/a" if row["auroc"] is None else row["auroc"],
                     row["missed_pvc"], row["false_alarms"]]
                    for r in results for record, row in r["agad_per_test_record"].items()]
     print(markdown_table(["record", "normal", "PVC", "AUROC", "missed PVC", "false alarms"], record_rows))
-    print(f"\nbudget: fs {args.fs:g} Hz, window {args.window_s} s, channels {args.channels}, latent {args.latent_dim}, "
-          f"{args.epochs} epochs, batch {args.batch_size}, ≤{args.max_train_beats} training beats; final epoch scored")
+    print(f"\nfs {args.fs:g} Hz, window {args.window_s} s, ≤{args.max_train_beats} training beats; {agad_settings(args)}")
     print(footer(started, args))
     write_results(args, results)
 

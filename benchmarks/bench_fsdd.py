@@ -6,9 +6,9 @@ d, AGAD and the baselines are trained on the log-mel patches of digit d spoken b
 training speakers, and tested on every clip of the 2 test speakers (d normal, the other
 9 digits anomalous). Settings were tuned with --validation only, which never scores the
 test speakers. Clip score = mean of its patch scores; AUROC per digit, then mean ±
-std over the digits. Same windows and budget for every detector; final epoch scored.
+std over the digits. Same windows and budget for every detector; AGAD stops early on held-out training normals.
 
-usage: nice python benchmarks/bench_fsdd.py [--data DIR/recordings] [--epochs N] ...
+usage: nice python benchmarks/bench_fsdd.py [--data DIR/recordings] [--agad NAME=VALUE] ...
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from common import (write_results, DETECTORS, auroc_by_detector, base_parser, fit_agad, footer, markdown_table, mean_std,
+from common import (agad_settings, write_results, detectors, auroc_by_detector, base_parser, fit_agad, footer, markdown_table, mean_std,
                     setup)
 from modalities import split_by_group
 from modalities.audio import AudioModality
@@ -26,7 +26,7 @@ DIGITS = [str(d) for d in range(10)]
 
 
 def parse_args():
-    parser = base_parser(__doc__.splitlines()[0], "fsdd/recordings", epochs=30, batch_size=32)
+    parser = base_parser(__doc__.splitlines()[0], "fsdd/recordings")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the test-speaker draw")
     parser.add_argument("--sample-rate", type=int, default=8000, help="resample to this rate (FSDD is 8 kHz)")
     parser.add_argument("--n-mels", type=int, default=32)
@@ -57,25 +57,22 @@ def main() -> None:
     for digit in args.digits.split(","):
         t0 = time.perf_counter()
         X_train = X_train_all[train.info["digit"] == digit]
-        model, agad_seconds = fit_agad(
-            X_train, None, args, channels=tuple(int(c) for c in args.channels.split(",")),
-            latent_dim=args.latent_dim, epochs=args.epochs, batch_size=args.batch_size,
-        )
+        model, agad_seconds = fit_agad(X_train, None, args)
         y_test = (test_digit != digit).astype(np.int8)
-        aurocs, seconds = auroc_by_detector(model, X_train, X_test, y_test, test.source, args.aggregate)
+        aurocs, seconds = auroc_by_detector(model, X_train, X_test, y_test, args, test.source, args.aggregate)
         seconds["AGAD"] = agad_seconds
-        results[digit] = {"n_train_patches": len(X_train), "auroc": aurocs, "fit_seconds": seconds}
+        results[digit] = {"n_train_patches": len(X_train), "auroc": aurocs, "fit_seconds": seconds,
+                          "agad_steps": model.n_steps_, "agad_kept_step": model.best_step_}
         print(f"digit {digit}: {', '.join(f'{k} {v:.4f}' for k, v in aurocs.items())} "
               f"({time.perf_counter() - t0:.0f} s)", flush=True)
 
-    rows = [[f"digit {d}", r["n_train_patches"], *[r["auroc"][k] for k in DETECTORS]] for d, r in results.items()]
-    rows.append(["mean ± std", "", *[mean_std([r["auroc"][k] for r in results.values()]) for k in DETECTORS]])
+    rows = [[f"digit {d}", r["n_train_patches"], *[r["auroc"][k] for k in detectors(args)]] for d, r in results.items()]
+    rows.append(["mean ± std", "", *[mean_std([r["auroc"][k] for r in results.values()]) for k in detectors(args)]])
     scored_on = "VALIDATION speaker (tuning run)" if args.validation else "test speakers"
     print(f"\n## FSDD one-vs-rest, speaker-disjoint, clip-level AUROC ({args.aggregate} of patch scores) "
           f"on {scored_on}\n")
-    print(markdown_table(["normal class", "train patches", *DETECTORS], rows))
-    print(f"\nbudget: {args.sample_rate} Hz, log-mel {args.n_mels} bands × 32 frames ({args.layout}), channels {args.channels}, "
-          f"latent {args.latent_dim}, {args.epochs} epochs, batch {args.batch_size}; final epoch scored")
+    print(markdown_table(["normal class", "train patches", *detectors(args)], rows))
+    print(f"\n{args.sample_rate} Hz, log-mel {args.n_mels} bands × 32 frames ({args.layout}); {agad_settings(args)}")
     print(footer(started, args))
     write_results(args, results)
 

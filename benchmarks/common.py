@@ -1,7 +1,8 @@
 """Shared pieces of the benchmark scripts: data location, timing, fitting and scoring, tables.
 
-Every benchmark trains with a fixed budget and seed and scores the final epoch; no
-epoch, threshold or setting is chosen on test data.
+Every benchmark trains AGAD with its defaults (or the --agad settings given) and a fixed
+seed; no step count, threshold or setting is chosen on test data: AGAD stops early on its
+held-out normal training windows only.
 """
 
 from __future__ import annotations
@@ -22,13 +23,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from agad_stream import AGAD  # noqa: E402
-from pipelines.baselines import BASELINE_NAMES  # noqa: E402
+from pipelines.baselines import ALL_BASELINE_NAMES, BASELINE_NAMES  # noqa: E402
 from pipelines.offline import score_detectors  # noqa: E402
 from pipelines.reports import ranking_metrics  # noqa: E402
 
 #: data folder used when neither --data nor AGAD_DATA is given (the shared data beside the repository)
 DEFAULT_DATA_ROOT = REPO.parent / "shared" / "data"
-DETECTORS = ("AGAD", *BASELINE_NAMES)
 
 
 def data_path(subfolder: str) -> Path:
@@ -36,8 +36,8 @@ def data_path(subfolder: str) -> Path:
     return Path(os.environ.get("AGAD_DATA", DEFAULT_DATA_ROOT)) / subfolder
 
 
-def base_parser(description: str, subfolder: str, epochs: int, batch_size: int) -> argparse.ArgumentParser:
-    """Options every benchmark shares: data, seed, device, threads, model budget and --out."""
+def base_parser(description: str, subfolder: str) -> argparse.ArgumentParser:
+    """Options every benchmark shares: data, seed, device, threads, AGAD's settings, baselines and --out."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data", type=Path, default=data_path(subfolder),
                         help=f"dataset folder (default $AGAD_DATA/{subfolder} or ../shared/data/{subfolder})")
@@ -46,12 +46,45 @@ def base_parser(description: str, subfolder: str, epochs: int, batch_size: int) 
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1: on a shared 2-core machine, 2 threads per job oversubscribe it badly)")
     parser.add_argument("--verbose", action="store_true", help="progress bars")
-    parser.add_argument("--epochs", type=int, default=epochs)
-    parser.add_argument("--channels", default="32,64,128")
-    parser.add_argument("--latent-dim", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--agad", action="append", default=[], metavar="NAME=VALUE",
+                        help="an AGAD constructor parameter, e.g. --agad max_steps=500 --agad channels=[32,64,128] "
+                             "(VALUE is read as JSON when it parses, else as a string); default: AGAD's own defaults")
+    parser.add_argument("--baselines", default=",".join(BASELINE_NAMES),
+                        help=f"comma-separated, from {', '.join(ALL_BASELINE_NAMES)}; 'none' for AGAD alone")
     parser.add_argument("--out", help="write the results as JSON here")
     return parser
+
+
+def agad_params(args: argparse.Namespace) -> dict[str, Any]:
+    """The --agad NAME=VALUE settings as constructor keyword arguments."""
+    params: dict[str, Any] = {}
+    for item in args.agad:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--agad {item!r}: expected NAME=VALUE")
+        try:
+            params[name] = json.loads(value)
+        except json.JSONDecodeError:
+            params[name] = value
+    return params
+
+
+def baseline_names(args: argparse.Namespace) -> list[str]:
+    if args.baselines == "none":
+        return []
+    names = [n for n in args.baselines.split(",") if n]
+    unknown = sorted(set(names) - set(ALL_BASELINE_NAMES))
+    if unknown:
+        raise SystemExit(f"--baselines: unknown {', '.join(unknown)}; choose from {', '.join(ALL_BASELINE_NAMES)}")
+    return names
+
+
+def agad_settings(args: argparse.Namespace) -> str:
+    return f"AGAD settings: {agad_params(args) or 'defaults'}; each fit stops early on its held-out training normals"
+
+
+def detectors(args: argparse.Namespace) -> list[str]:
+    return ["AGAD", *baseline_names(args)]
 
 
 def add_ecg_options(parser: argparse.ArgumentParser) -> None:
@@ -59,30 +92,30 @@ def add_ecg_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window-s", type=float, default=0.8)
 
 
-def setup(args: argparse.Namespace) -> float:
+def setup(args: argparse.Namespace, needs_data: bool = True) -> float:
     """Seed and thread count; returns the start time."""
-    if not args.data.exists():
+    if needs_data and not args.data.exists():
         raise SystemExit(f"data folder {args.data} not found: pass --data or set AGAD_DATA")
     torch.set_num_threads(args.threads)
     np.random.seed(args.seed)
     return time.perf_counter()
 
 
-def fit_agad(X: np.ndarray, y: np.ndarray | None, args: argparse.Namespace, **params: Any) -> tuple[AGAD, float]:
+def fit_agad(X: np.ndarray, y: np.ndarray | None, args: argparse.Namespace) -> tuple[AGAD, float]:
     started = time.perf_counter()
-    model = AGAD(random_state=args.seed, device=args.device, verbose=args.verbose, **params).fit(X, y)
+    model = AGAD(random_state=args.seed, device=args.device, verbose=args.verbose, **agad_params(args)).fit(X, y)
     return model, time.perf_counter() - started
 
 
 def auroc_by_detector(
-    model: AGAD, X_train: np.ndarray, X_test: np.ndarray, y_test: np.ndarray,
+    model: AGAD, X_train: np.ndarray, X_test: np.ndarray, y_test: np.ndarray, args: argparse.Namespace,
     source: np.ndarray | None = None, aggregate: str | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """AUROC of AGAD and the three baselines (fitted on X_train) on the same test windows,
+    """AUROC of AGAD and the --baselines (fitted on X_train) on the same test windows,
     optionally on per-source aggregated scores; plus each detector's fit seconds."""
     from modalities import aggregate_scores
 
-    scored = score_detectors(model, X_train, None, X_test, list(BASELINE_NAMES))
+    scored = score_detectors(model, X_train, None, X_test, baseline_names(args))
     labels = y_test
     if aggregate:
         _, labels = aggregate_scores(y_test, source, "max")
