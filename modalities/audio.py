@@ -19,11 +19,13 @@ import torch
 import torchaudio.functional as AF
 import torchaudio.transforms as AT
 
-from .base import Modality, Windows, aggregate_scores, progress
+from .base import Modality, Windows, aggregate_scores, first_failures, has_run, progress
 
 __all__ = ["AudioModality", "aggregate_scores", "compile_pattern", "find_audio_files", "read_wav"]
 
 _AUDIO_SUFFIXES = {".wav", ".flac"}
+#: signal-quality checks, in the order a patch's reason is chosen
+QUALITY_CHECKS = ("silence", "clipping")
 
 
 class AudioModality(Modality):
@@ -45,6 +47,11 @@ class AudioModality(Modality):
     are skipped) gives y, `group_field` the split key (default: the file). Without a
     pattern, DCASE names give y when every file name has exactly one of the words "normal"
     or "anomaly" (2020: normal_id_00_*.wav; 2021+: section_00_source_test_anomaly_*.wav).
+
+    Signal quality (`quality_issues`, on raw waveform patches; each check can be left out of
+    `quality_checks`): "silence" when no sample of the patch reaches `silence_dbfs` (-90 dBFS,
+    below one 16-bit step: digital silence, a dead input); "clipping" when `clip_min_samples`
+    (3) consecutive samples reach `clip_level` (0.999) of full scale.
     """
 
     name = "audio"
@@ -69,6 +76,10 @@ class AudioModality(Modality):
         device: str = "cpu",
         batch_size: int = 256,
         verbose: bool = False,
+        quality_checks: Sequence[str] = QUALITY_CHECKS,
+        silence_dbfs: float = -90.0,
+        clip_level: float = 0.999,
+        clip_min_samples: int = 3,
     ) -> None:
         self.sample_rate = sample_rate
         self.n_fft = n_fft
@@ -88,6 +99,10 @@ class AudioModality(Modality):
         self.device = device
         self.batch_size = batch_size
         self.verbose = verbose
+        self.quality_checks = tuple(quality_checks)
+        self.silence_dbfs = silence_dbfs
+        self.clip_level = clip_level
+        self.clip_min_samples = clip_min_samples
 
     @property
     def fft_size(self) -> int:
@@ -229,6 +244,14 @@ class AudioModality(Modality):
                 out.append(transform(wave[:, None]).cpu().numpy())
         spec = np.concatenate(out) if out else np.zeros((0, 1, self.n_mels, self.patch_frames), np.float32)
         return spec[:, 0] if self.layout == "1d" else spec
+
+    def quality_issues(self, raw: np.ndarray) -> list[str | None]:
+        magnitude = np.abs(self.check_raw(raw).astype(np.float32))
+        checks = {
+            "silence": lambda: magnitude.max(axis=-1) < 10 ** (self.silence_dbfs / 20),
+            "clipping": lambda: has_run(magnitude >= self.clip_level, self.clip_min_samples),
+        }
+        return first_failures({name: checks[name]() for name in self._enabled_checks(QUALITY_CHECKS)}, len(magnitude))
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(vars(self))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
+from scipy.ndimage import minimum_filter1d
 from tqdm.auto import tqdm
 
 T = TypeVar("T")
@@ -196,6 +197,25 @@ class Modality:
     def prepare(self, raw: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def quality_issues(self, raw: np.ndarray) -> list[str | None]:
+        """Per raw window, the first signal-quality check it fails (e.g. "flatline"), or None.
+
+        The model scores whatever it is given (ECG `prepare` turns a flat line of any level
+        into the most normal window there is), so a window whose signal cannot be trusted
+        must be caught on the raw samples. Modalities without checks pass every window.
+        """
+        return [None] * len(self.check_raw(raw))
+
+    def fit_quality(self, raw: np.ndarray) -> None:
+        """Learn what the quality checks need from normal training windows (nothing by default)."""
+
+    def _enabled_checks(self, available: tuple[str, ...]) -> list[str]:
+        """The checks named in the `quality_checks` setting, in `available` order; unknown names are an error."""
+        unknown = sorted(set(self.quality_checks) - set(available))
+        if unknown:
+            raise ValueError(f"{self.name}: unknown quality_checks {unknown}; choose from {list(available)}")
+        return [name for name in available if name in self.quality_checks]
+
     @property
     def raw_shape(self) -> tuple[int | None, ...]:
         """Shape of one raw window; None marks a size not fixed until data is loaded."""
@@ -222,6 +242,24 @@ class Modality:
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({params})"
+
+
+def has_run(mask: np.ndarray, length: int) -> np.ndarray:
+    """Whether each row of `mask` [..., L] holds at least `length` consecutive True values."""
+    length = max(1, int(length))
+    if length > mask.shape[-1]:
+        return np.zeros(mask.shape[:-1], dtype=bool)
+    shortest = minimum_filter1d(mask.astype(np.uint8), length, axis=-1, mode="constant", cval=0)
+    return shortest.any(axis=-1).astype(bool)
+
+
+def first_failures(failed: dict[str, np.ndarray], n: int) -> list[str | None]:
+    """Per window, the name of the first check (in dict order) whose mask [n] is True, or None."""
+    issues: list[str | None] = [None] * n
+    for name, mask in reversed(failed.items()):
+        for i in np.flatnonzero(mask):
+            issues[i] = name
+    return issues
 
 
 def progress(items: Sequence[T], verbose: bool, desc: str) -> Iterable[T]:

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import wfdb
+from scipy.ndimage import maximum_filter1d, minimum_filter1d
 from scipy.signal import butter, find_peaks, resample_poly, sosfiltfilt
 
-from .base import Modality, Windows, progress
+from .base import Modality, Windows, first_failures, has_run, progress
 
 #: every WFDB beat-annotation symbol; anything else (+, ~, |, ", x, !, [, ], ...) is not a beat
 BEAT_SYMBOLS = "NLRBAaJSVrFejnE/fQ?"
@@ -24,6 +25,8 @@ BEAT_SYMBOLS = "NLRBAaJSVrFejnE/fQ?"
 #: In the `pvc` annotations (tpcp export of MIT-BIH) 'V' marks a PVC and 'Q' every other beat.
 DEFAULT_SYMBOLS: dict[str, tuple[str, str | None]] = {"atr": ("NLRej", None), "pvc": ("Q", "V")}
 _RECORD_SUFFIXES = {".hea", ".dat", ".mat", ".atr"}
+#: signal-quality checks, in the order a window's reason is chosen
+QUALITY_CHECKS = ("flatline", "clipping", "amplitude")
 
 
 class ECGModality(Modality):
@@ -48,6 +51,18 @@ class ECGModality(Modality):
     absent the R-peak detector is used and labels are unknown (y=None); an absent file
     for any other explicitly chosen extension is an error; ann=None always detects.
     The detector runs on the first selected lead.
+
+    Signal quality (`quality_issues`, checked on raw windows before scoring; each check can
+    be left out of `quality_checks`):
+    - "flatline": a lead stays within `flat_tolerance_mv` (0.02 mV) for `flat_min_s` (0.2 s)
+      or longer: lead off, asystole, a dead channel;
+    - "clipping": a lead sits at its window maximum or minimum (within `clip_tolerance_mv`,
+      0.001 mV: identical samples) for `clip_min_s` (0.03 s) or longer: ADC saturation;
+    - "amplitude": a lead's peak-to-peak amplitude lies outside the range seen in training
+      (0.5th to 99.5th percentile, learned by `fit_quality`) widened by `amplitude_margin`
+      (x3 either way). Models saved before this check have no range; it is skipped for them.
+    On the MIT-BIH slices in tests/data (records 119 and 208, beats and sliding windows,
+    360 and 180 Hz) no real window fails the flatline or clipping check at these defaults.
     """
 
     name = "ecg"
@@ -65,6 +80,12 @@ class ECGModality(Modality):
         anomaly_symbols: str | None = None,
         other: str = "drop",
         verbose: bool = False,
+        quality_checks: Sequence[str] = QUALITY_CHECKS,
+        flat_tolerance_mv: float = 0.02,
+        flat_min_s: float = 0.2,
+        clip_tolerance_mv: float = 0.001,
+        clip_min_s: float = 0.03,
+        amplitude_margin: float = 3.0,
     ) -> None:
         self.fs = fs
         self.leads = leads
@@ -77,6 +98,12 @@ class ECGModality(Modality):
         self.anomaly_symbols = anomaly_symbols
         self.other = other
         self.verbose = verbose
+        self.quality_checks = tuple(quality_checks)
+        self.flat_tolerance_mv = flat_tolerance_mv
+        self.flat_min_s = flat_min_s
+        self.clip_tolerance_mv = clip_tolerance_mv
+        self.clip_min_s = clip_min_s
+        self.amplitude_margin = amplitude_margin
 
     @property
     def window_len(self) -> int:
@@ -254,6 +281,39 @@ class ECGModality(Modality):
         """
         x = self.check_raw(raw).astype(np.float32)
         return x - np.median(x, axis=-1, keepdims=True)
+
+    def fit_quality(self, raw: np.ndarray) -> None:
+        """Learn each lead's plausible peak-to-peak amplitude from normal training windows."""
+        ptp = np.ptp(self.check_raw(raw).astype(np.float64), axis=-1)
+        self.amplitude_range_ = np.quantile(ptp, [0.005, 0.995], axis=0).T.tolist()
+
+    def quality_issues(self, raw: np.ndarray) -> list[str | None]:
+        x = self.check_raw(raw).astype(np.float64)
+        checks = {"flatline": self._flat, "clipping": self._clipped, "amplitude": self._implausible}
+        failed = {name: checks[name](x) for name in self._enabled_checks(QUALITY_CHECKS)}
+        return first_failures({name: mask for name, mask in failed.items() if mask is not None}, len(x))
+
+    def _flat(self, x: np.ndarray) -> np.ndarray:
+        span = int(round(self.flat_min_s * self.fs))
+        if span > x.shape[-1]:
+            return np.zeros(len(x), dtype=bool)
+        ranges = maximum_filter1d(x, span, axis=-1) - minimum_filter1d(x, span, axis=-1)
+        valid = ranges[..., span // 2 : x.shape[-1] - (span - 1) // 2]  # spans wholly inside the window
+        return (valid <= self.flat_tolerance_mv).any(axis=-1).any(axis=-1)
+
+    def _clipped(self, x: np.ndarray) -> np.ndarray:
+        span = int(round(self.clip_min_s * self.fs))
+        at_max = x >= x.max(axis=-1, keepdims=True) - self.clip_tolerance_mv
+        at_min = x <= x.min(axis=-1, keepdims=True) + self.clip_tolerance_mv
+        return (has_run(at_max, span) | has_run(at_min, span)).any(axis=-1)
+
+    def _implausible(self, x: np.ndarray) -> np.ndarray | None:
+        learned = getattr(self, "amplitude_range_", None)
+        if learned is None or len(learned) != x.shape[1]:
+            return None
+        low, high = np.asarray(learned, dtype=np.float64).T
+        ptp = np.ptp(x, axis=-1)
+        return ((ptp < low / self.amplitude_margin) | (ptp > high * self.amplitude_margin)).any(axis=-1)
 
 
 def _take(signal: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:

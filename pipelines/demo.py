@@ -75,6 +75,7 @@ def find_data(given: str | None) -> Path:
 
 def train_model(modality: Modality, data: Path, records: list[str], args: argparse.Namespace) -> AGAD:
     windows = modality.load(data, records=records)
+    modality.fit_quality(windows.X[windows.y == 0])
     normal = modality.prepare(windows.X[windows.y == 0])
     rng = np.random.default_rng(0)
     normal = normal[rng.permutation(len(normal))[: args.max_train_windows]]

@@ -279,6 +279,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     windows = modality.load(data, **options)
     split = training_windows(windows, args)
     train, y = training_set(split, args)
+    modality.fit_quality(train.X[y == 0])  # the plausible amplitude range of the signal-quality checks
     X = modality.prepare(train.X)
     loaded = time.perf_counter()
     model = build_model(modality, args).fit(X, y)

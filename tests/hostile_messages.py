@@ -75,8 +75,8 @@ def hostile_message(rng: random.Random, shape: tuple[int, ...], max_bytes: int) 
     if kind == "wrong_id":
         return Hostile(kind, _json({**good, "id": _wrong_id(rng)}), [], codec.UNDECODABLE)
     if kind == "missing_field":
-        return Hostile(kind, _json({k: v for k, v in good.items() if k != rng.choice(["id", "values"])}), [],
-                       codec.UNDECODABLE)
+        missing = rng.choice(["id", "values"])
+        return Hostile(kind, _json({k: v for k, v in good.items() if k != missing}), [], codec.UNDECODABLE)
     if kind == "wrong_types":
         return Hostile(kind, _json({**good, "values": _wrong_values(rng, shape)}), [], codec.UNDECODABLE)
     if kind == "non_finite":

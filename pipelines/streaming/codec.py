@@ -7,7 +7,8 @@ Input (one raw window per message, key = stream id):
           "application/x-float32-le", shape (e.g. "1,288") and id; ts header optional.
   Optional header label = "0" / "1" (the truth, when a replay knows it).
 Output: JSON {"id", "stream", "model_version", "score", "threshold", "is_anomaly",
-  "label" (if given), "scored_at", "latency_ms", "top_segments"}.
+  "label" (if given), "reason" (if a signal-quality check failed, e.g. "signal_quality: flatline";
+  the window is then anomalous whatever its score), "scored_at", "latency_ms", "top_segments"}.
 Dead letters: the original key, value and headers plus an `error` header
   "<reason>: <detail>" and the source topic/partition/offset. A dead letter too large for
   the dead-letter topic keeps only a reference: no value and no original headers, but
@@ -264,21 +265,24 @@ def encode_score(
     top_segments: list[dict],
     scored_at: float,
     latency_ms: float,
+    quality: str | None = None,
 ) -> bytes:
-    """The output message for one scored window."""
+    """The output message for one scored window; `quality` names the signal-quality check it failed."""
     message = {
         "id": window.id,
         "stream": window.stream,
         "model_version": model_version,
         "score": float(score),
         "threshold": float(threshold),
-        "is_anomaly": bool(score > threshold),
+        "is_anomaly": bool(score > threshold) or quality is not None,
         "scored_at": iso_utc(scored_at),
         "latency_ms": round(float(latency_ms), 3),
         "top_segments": top_segments,
     }
     if window.label is not None:
         message["label"] = window.label
+    if quality is not None:
+        message["reason"] = f"signal_quality: {quality}"
     return json.dumps(message).encode()
 
 
@@ -314,12 +318,17 @@ def fit_dead_letter(key: bytes | None, value: bytes, headers: Headers, limit: in
     """
     if record_size_bound(key, value, headers) <= limit:
         return value, headers
+    return dead_letter_reference(value, headers, f"the record exceeds max.message.bytes {limit}")
+
+
+def dead_letter_reference(value: bytes, headers: Headers, why: str) -> tuple[bytes, Headers]:
+    """(value, headers) of a dead letter that cannot be kept whole: see `fit_dead_letter`."""
     own = {name: content for name, content in headers if name in DEAD_LETTER_HEADERS}  # the last of each: ours
     return b"", [
         *own.items(),
         ("original-size", str(len(value)).encode()),
         ("original-sha256", hashlib.sha256(value).hexdigest().encode()),
-        ("dlq-note", f"value and original headers omitted: the record exceeds max.message.bytes {limit}".encode()),
+        ("dlq-note", f"value and original headers omitted: {why}".encode("utf-8", errors="replace")[:MAX_ERROR_HEADER_BYTES]),
     ]
 
 

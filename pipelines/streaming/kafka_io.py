@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 
@@ -27,19 +28,33 @@ def broker_answers(bootstrap_servers: str, timeout_ms: int = 3000) -> bool:
         kafka_log.setLevel(level)
 
 
-def create_topics(bootstrap_servers: str, names: list[str], partitions: int = 1) -> None:
-    """Create topics (replication factor 1, the local broker) and wait until they have leaders;
-    existing topics are left as they are."""
+def create_topics(bootstrap_servers: str, names: list[str], partitions: int = 1,
+                  configs: dict[str, str] | None = None) -> None:
+    """Create topics (replication factor 1, the local broker; topic `configs` such as
+    max.message.bytes) and wait until they have leaders; existing topics are left as they are."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
     try:
         for name in names:
             try:
-                admin.create_topics({name: {"num_partitions": partitions, "replication_factor": 1}},
-                                    wait_for_metadata=True)
+                admin.create_topics({name: {"num_partitions": partitions, "replication_factor": 1,
+                                            "configs": configs or {}}}, wait_for_metadata=True)
             except TopicAlreadyExistsError:
                 pass
     finally:
         admin.close()
+
+
+def topic_max_message_bytes(bootstrap_servers: str, topic: str, timeout_ms: int = 10_000) -> int | None:
+    """The topic's max.message.bytes (the largest record batch the broker accepts for it), or
+    None when the topic does not exist yet; broker errors propagate."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, bootstrap_timeout_ms=timeout_ms,
+                             request_timeout_ms=timeout_ms)
+    try:
+        resource = ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": None})
+        entry = admin.describe_configs([resource], config_filter="all").get("topic", {}).get(topic, {})
+    finally:
+        admin.close()
+    return int(entry["max.message.bytes"]["value"]) if "max.message.bytes" in entry else None
 
 
 def make_producer(bootstrap_servers: str, **overrides) -> KafkaProducer:

@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -34,6 +34,7 @@ from kafka.record import util as kafka_record_util
 from kafka.structs import OffsetAndMetadata
 
 from pipelines.streaming import codec
+from pipelines.streaming.kafka_io import topic_max_message_bytes
 from pipelines.streaming.metrics import ScorerMetrics, log_event
 from pipelines.streaming.rebalance import PendingRecords, RedeliverOnRebalance
 from pipelines.streaming.serving import ModelSource, ServedModel
@@ -90,6 +91,8 @@ class Outgoing:
     is_anomaly: bool = False
     #: dead-letter reason; None for a score
     reason: str | None = None
+    #: sent in a request of its own, after the broker refused it for good in a shared one
+    alone: bool = False
 
     @property
     def dead_letter(self) -> bool:
@@ -124,6 +127,8 @@ class Scorer:
         self._last_broker_check = time.monotonic()
         self._broker_connected = True
         self._delivery_failed = False
+        #: max.message.bytes of the dead-letter topic, read when connecting
+        self._dlq_limit = codec.BROKER_DEFAULT_MAX_MESSAGE_BYTES
 
     def stop(self) -> None:
         self._stopping.set()
@@ -224,37 +229,45 @@ class Scorer:
         windows = [window for _, window in decoded]
         try:
             return self._score_windows(served, windows)
-        except (ValueError, RuntimeError) as error:
+        except Exception as error:  # any failure: score alone, so a bad window dead-letters alone
             log_event(log, "batch_scoring_failed", logging.WARNING, error=error, note="scoring window by window")
             return [self._score_alone(served, window) for window in windows]
 
-    def _score_windows(self, served: ServedModel, windows: list[codec.Window]) -> list[tuple[float, list]]:
+    def _score_windows(self, served: ServedModel, windows: list[codec.Window]) -> list[tuple[float, list, str | None]]:
+        """(score, top segments, failed signal-quality check or None) per window."""
         with self.metrics.stage("prepare"):
-            inputs = served.modality.prepare(np.stack([window.raw for window in windows]))
+            raw = np.stack([window.raw for window in windows])
+            inputs = served.modality.prepare(raw)
+            quality = served.modality.quality_issues(raw)
         with self.metrics.stage("model"):
             scores, residuals = served.model.score_and_residuals(inputs)
         with self.metrics.stage("explain"):
             segments = codec.top_segments(residuals, self.config.top_k, self.config.n_segments)
-        return list(zip(scores.tolist(), segments))
+        return list(zip(scores.tolist(), segments, quality))
 
-    def _score_alone(self, served: ServedModel, window: codec.Window) -> tuple[float, list] | codec.InvalidMessage:
+    def _score_alone(self, served: ServedModel, window: codec.Window) -> tuple[float, list, str | None] | codec.InvalidMessage:
         try:
             return self._score_windows(served, [window])[0]
-        except (ValueError, RuntimeError) as error:
+        except Exception as error:
             return codec.InvalidMessage(codec.SCORING_FAILED, str(error))
 
     def _score_message(self, record, window: codec.Window, served: ServedModel, score: float, segments: list,
-                       now: float) -> Outgoing:
+                       quality: str | None, now: float) -> Outgoing:
         latency_ms = now * 1000 - record.timestamp if (record.timestamp or 0) > 0 else 0.0
         self.metrics.latency.observe(max(latency_ms, 0.0) / 1000)
-        value = codec.encode_score(window, served.version, score, served.threshold, segments, now, latency_ms)
+        value = codec.encode_score(window, served.version, score, served.threshold, segments, now, latency_ms, quality)
         headers = [("scorer", self.config.client_id.encode())]
-        return Outgoing(self.config.out_topic, record.key, value, headers, is_anomaly=score > served.threshold)
+        return Outgoing(self.config.out_topic, record.key, value, headers,
+                        is_anomaly=quality is not None or score > served.threshold)
 
     def _dead_letter(self, record, error: codec.InvalidMessage) -> Outgoing:
         log_event(log, "dead_letter", logging.DEBUG, partition=record.partition, offset=record.offset, error=error)
         headers = codec.dead_letter_headers(record.headers, error, record.topic, record.partition, record.offset)
-        return Outgoing(self.config.dlq_topic, record.key, record.value or b"", headers, reason=error.reason)
+        value, headers = codec.fit_dead_letter(record.key, record.value or b"", headers, self._dlq_limit)
+        if len(value) < len(record.value or b""):
+            log_event(log, "dead_letter_referenced", logging.WARNING, partition=record.partition, offset=record.offset,
+                      size=len(record.value), dlq_max_message_bytes=self._dlq_limit)
+        return Outgoing(self.config.dlq_topic, record.key, value, headers, reason=error.reason)
 
     # ------------------------------------------------------------------ produce
     def _deliver(self, outgoing: list[Outgoing]) -> bool:
@@ -292,7 +305,7 @@ class Scorer:
                 continue
             error = future.exception if future.is_done else KafkaTimeoutError("not acknowledged in time")
             errors.append(error)
-            failed.append(_without_value(message, error) if _unsendable_dead_letter(message, error) else message)
+            failed.append(_to_resend(message, error))
         if failed:
             self.metrics.broker_errors.labels("produce").inc()
             log_event(log, "produce_failed", logging.WARNING, failed=len(failed), sent=len(messages), error=repr(errors[0]))
@@ -305,6 +318,8 @@ class Scorer:
             try:
                 futures.append(self.producer.send(message.topic, key=message.key, value=message.value,
                                                   headers=message.headers))
+                if message.alone:  # in a request of its own: whatever the broker says concerns it only
+                    self.producer.flush(timeout=FLUSH_TIMEOUT_S)
             except KafkaError as error:  # e.g. no metadata within max_block_ms: the broker is away
                 return futures, [error]
         return futures, []
@@ -356,6 +371,7 @@ class Scorer:
         backoff = Backoff(self.config.initial_backoff_s, self.config.max_backoff_s)
         while not self.stopping:
             try:
+                self._read_dlq_limit()
                 self.producer = self.producer or self._make_producer()
                 self.consumer = self._make_consumer()
                 log_event(log, "connected", bootstrap=self.config.bootstrap_servers, group=self.config.group,
@@ -369,6 +385,15 @@ class Scorer:
                           error=error, retry_in_s=delay)
                 self._stopping.wait(delay)
         return False
+
+    def _read_dlq_limit(self) -> None:
+        """Size dead letters against the dead-letter topic's own limit (the broker default while
+        the topic does not exist: it is then created with that default)."""
+        limit = topic_max_message_bytes(self.config.bootstrap_servers, self.config.dlq_topic,
+                                        timeout_ms=self.config.bootstrap_timeout_ms)
+        self._dlq_limit = limit or codec.BROKER_DEFAULT_MAX_MESSAGE_BYTES
+        log_event(log, "dead_letter_limit", topic=self.config.dlq_topic, max_message_bytes=self._dlq_limit,
+                  source="topic" if limit else "broker default")
 
     def _discard_producer(self) -> None:
         """Drop the producer after a failed delivery; the retry gets a fresh one, so no state
@@ -385,7 +410,7 @@ class Scorer:
             client_id=self.config.client_id,
             acks="all",
             linger_ms=5,
-            batch_size=256 * 1024,
+            batch_size=min(256 * 1024, self._dlq_limit),  # a batch of dead letters never outgrows their topic
             max_request_size=16 * 1024 * 1024,
             request_timeout_ms=10_000,
             delivery_timeout_ms=30_000,
@@ -469,11 +494,19 @@ def warn_if_slow_checksums() -> None:
                        "several times less CPU per message")
 
 
-def _unsendable_dead_letter(message: Outgoing, error: BaseException | None) -> bool:
-    """A dead letter the broker refuses for good (typically too large): resend it without its value."""
-    return message.dead_letter and bool(message.value) and not isinstance(error, RetriableError)
+def _to_resend(message: Outgoing, error: BaseException | None) -> Outgoing:
+    """How a message the broker did not acknowledge is sent again.
 
-
-def _without_value(message: Outgoing, error: BaseException | None) -> Outgoing:
-    note = f"original value of {len(message.value)} bytes not kept: {error!r}"
-    return Outgoing(message.topic, message.key, b"", [*message.headers, ("dlq-note", note.encode())], reason=message.reason)
+    A passing error (broker away, timeout): as it was. A refusal for good (too large, invalid)
+    may be caused by the producer batch the message travelled in, so it is not held against
+    the message: it is resent alone. Refused alone, a dead letter is resent as a reference to
+    its source record; any other message is retried as it is (never dropped).
+    """
+    if isinstance(error, RetriableError):
+        return message
+    if not message.alone:
+        return replace(message, alone=True)
+    if message.dead_letter and message.value:
+        value, headers = codec.dead_letter_reference(message.value, message.headers, f"the broker refused it: {error!r}")
+        return replace(message, value=value, headers=headers)
+    return message

@@ -47,10 +47,12 @@ def resolve_raw_shape(modality: Modality, window_shape: tuple[int, ...]) -> tupl
 
 
 def load_served_model(path: Path, version: int | str, device: str) -> ServedModel:
-    """Load and warm up (one forward pass), so the first live batch does not pay for lazy initialisation."""
+    """Load and warm up (one forward pass and the signal-quality checks), so the first live batch
+    does not pay for lazy initialisation and bad settings are refused here, not batch by batch."""
     model, modality = load_model_dir(path, device=device)
     served = ServedModel(model, modality, version, resolve_raw_shape(modality, model.window_shape_))
     served.score(np.zeros((2, *served.raw_shape), dtype=np.float32))
+    modality.quality_issues(np.zeros((2, *served.raw_shape), dtype=np.float32))
     return served
 
 
