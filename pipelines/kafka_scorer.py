@@ -17,6 +17,7 @@ from pipelines.streaming import codec
 from pipelines.streaming.kafka_io import quiet_kafka_logging
 from pipelines.streaming.loop import Scorer, ScorerConfig
 from pipelines.streaming.serving import ModelSource
+from pipelines.streaming.thresholds import MODES, StreamThresholds, ThresholdConfig
 
 
 def register(subparsers) -> None:
@@ -44,6 +45,16 @@ def register(subparsers) -> None:
     p.add_argument("--session-timeout-ms", type=int, default=10_000,
                    help="a crashed scorer's partitions move to the others after this long (broker minimum 6000)")
     p.add_argument("--client-id", help="Kafka client id (default agad-scorer-HOST-PID)")
+    p.add_argument("--review-topic", help="also publish every flagged window here, with its values (for reviewers)")
+    defaults = ThresholdConfig()
+    p.add_argument("--threshold-mode", choices=MODES, default=defaults.mode,
+                   help="global: the model's threshold for every stream; adaptive: a bounded quantile of each "
+                        "stream's own recent scores after a warm-up (default global)")
+    p.add_argument("--threshold-quantile", type=float, default=defaults.quantile,
+                   help=f"adaptive: quantile of a stream's recent scores (default {defaults.quantile})")
+    p.add_argument("--threshold-warmup", type=int, default=defaults.warmup,
+                   help=f"adaptive: windows per stream under the global threshold first (default {defaults.warmup})")
+    p.add_argument("--threshold-state", help="adaptive: JSON file keeping per-stream state across restarts")
     p.set_defaults(func=run)
 
 
@@ -55,8 +66,14 @@ def config_from_args(args: argparse.Namespace) -> ScorerConfig:
         bootstrap_servers=args.bootstrap_servers, in_topic=args.in_topic, out_topic=args.out_topic,
         dlq_topic=args.dlq_topic, group=args.group, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
         max_message_bytes=args.max_message_bytes, offset_reset=args.offset_reset, metrics_port=args.metrics_port,
-        session_timeout_ms=args.session_timeout_ms, **extra,
+        session_timeout_ms=args.session_timeout_ms, review_topic=args.review_topic, **extra,
     )
+
+
+def thresholds_from_args(args: argparse.Namespace) -> StreamThresholds:
+    return StreamThresholds(ThresholdConfig(mode=args.threshold_mode, quantile=args.threshold_quantile,
+                                            warmup=args.threshold_warmup, window=max(args.threshold_warmup, 1000),
+                                            state_path=args.threshold_state))
 
 
 def stop_on_signals(scorer: Scorer) -> None:
@@ -75,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     quiet_kafka_logging()
     torch.set_num_threads(args.torch_threads)
     models = ModelSource(model_dir=args.model, registry=args.model_registry, device=args.device)
-    scorer = Scorer(config_from_args(args), models)
+    scorer = Scorer(config_from_args(args), models, thresholds=thresholds_from_args(args))
     stop_on_signals(scorer)
     scorer.run()
     return 0

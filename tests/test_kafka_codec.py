@@ -124,11 +124,12 @@ def test_score_message_fields():
     window = codec.Window(id="a", stream="s", ts=None, raw=window_values(), label=0)
     message = json.loads(codec.encode_score(window, 3, 2.5, 2.0, [], 1_700_000_000.25, 12.3456))
     assert message == {
-        "id": "a", "stream": "s", "model_version": 3, "score": 2.5, "threshold": 2.0, "is_anomaly": True,
-        "label": 0, "scored_at": "2023-11-14T22:13:20.250Z", "latency_ms": 12.346, "top_segments": [],
+        "id": "a", "stream": "s", "model_version": 3, "score": 2.5, "threshold": 2.0, "threshold_mode": "global",
+        "is_anomaly": True, "label": 0, "scored_at": "2023-11-14T22:13:20.250Z", "latency_ms": 12.346, "top_segments": [],
     }
     unlabelled = codec.Window(id="b", stream=None, ts=None, raw=window_values(), label=None)
     assert "label" not in json.loads(codec.encode_score(unlabelled, 3, 1.0, 2.0, [], 0.0, 0.0))
+    assert json.loads(codec.encode_score(window, 3, 1.0, 0.5, [], 0.0, 0.0, threshold_mode="adaptive"))["threshold_mode"] == "adaptive"
 
 
 def test_dead_letter_headers_keep_the_originals():

@@ -6,7 +6,7 @@ Input (one raw window per message, key = stream id):
   binary  value = little-endian float32 samples; headers content-type
           "application/x-float32-le", shape (e.g. "1,288") and id; ts header optional.
   Optional header label = "0" / "1" (the truth, when a replay knows it).
-Output: JSON {"id", "stream", "model_version", "score", "threshold", "is_anomaly",
+Output: JSON {"id", "stream", "model_version", "score", "threshold", "threshold_mode", "is_anomaly",
   "label" (if given), "reason" (if a signal-quality check failed, e.g. "signal_quality: flatline";
   the window is then anomalous whatever its score), "scored_at", "latency_ms", "top_segments"}.
 Dead letters: the original key, value and headers plus an `error` header
@@ -266,6 +266,8 @@ def encode_score(
     scored_at: float,
     latency_ms: float,
     quality: str | None = None,
+    *,
+    threshold_mode: str = "global",
 ) -> bytes:
     """The output message for one scored window; `quality` names the signal-quality check it failed."""
     message = {
@@ -274,6 +276,7 @@ def encode_score(
         "model_version": model_version,
         "score": float(score),
         "threshold": float(threshold),
+        "threshold_mode": threshold_mode,
         "is_anomaly": bool(score > threshold) or quality is not None,
         "scored_at": iso_utc(scored_at),
         "latency_ms": round(float(latency_ms), 3),

@@ -19,6 +19,7 @@ delivered, but its offsets are committed only for partitions this scorer still o
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -38,6 +39,7 @@ from pipelines.streaming.kafka_io import topic_max_message_bytes
 from pipelines.streaming.metrics import ScorerMetrics, log_event
 from pipelines.streaming.rebalance import PendingRecords, RedeliverOnRebalance
 from pipelines.streaming.serving import ModelSource, ServedModel
+from pipelines.streaming.thresholds import StreamThresholds
 
 log = logging.getLogger("agad_stream.scorer")
 
@@ -78,6 +80,8 @@ class ScorerConfig:
     #: how long the group waits for a silent (crashed) member before reassigning its partitions
     session_timeout_ms: int = 10_000
     progress_every_s: float = 10.0
+    #: every flagged window, with its values, for reviewers (None: off)
+    review_topic: str | None = None
 
 
 @dataclass
@@ -91,6 +95,8 @@ class Outgoing:
     is_anomaly: bool = False
     #: dead-letter reason; None for a score
     reason: str | None = None
+    #: a flagged window sent to the review topic (not counted as a score)
+    review: bool = False
     #: sent in a request of its own, after the broker refused it for good in a shared one
     alone: bool = False
 
@@ -114,8 +120,10 @@ class Backoff:
 class Scorer:
     """Consumes raw windows, publishes scores and dead letters; `stop()` ends it after the current batch."""
 
-    def __init__(self, config: ScorerConfig, models: ModelSource, metrics: ScorerMetrics | None = None):
+    def __init__(self, config: ScorerConfig, models: ModelSource, metrics: ScorerMetrics | None = None,
+                 thresholds: StreamThresholds | None = None):
         self.config = config
+        self.thresholds = thresholds or StreamThresholds()
         self.models = models
         self.metrics = metrics or ScorerMetrics()
         self.pending = PendingRecords()
@@ -169,6 +177,7 @@ class Scorer:
             self._delivery_failed = True
             return
         self._commit(batch)
+        self.thresholds.save_if_due()
 
     # ------------------------------------------------------------------ collect
     def _collect_batch(self, in_flight: Future | None) -> list:
@@ -219,7 +228,7 @@ class Scorer:
                 if isinstance(result, codec.InvalidMessage):
                     outgoing.append(self._dead_letter(record, result))
                 else:
-                    outgoing.append(self._score_message(record, window, served, *result, now))
+                    outgoing.extend(self._score_message(record, window, served, *result, now))
         return outgoing
 
     def _run_model(self, served: ServedModel, decoded: list) -> list:
@@ -252,13 +261,24 @@ class Scorer:
             return codec.InvalidMessage(codec.SCORING_FAILED, str(error))
 
     def _score_message(self, record, window: codec.Window, served: ServedModel, score: float, segments: list,
-                       quality: str | None, now: float) -> Outgoing:
+                       quality: str | None, now: float) -> list[Outgoing]:
         latency_ms = now * 1000 - record.timestamp if (record.timestamp or 0) > 0 else 0.0
         self.metrics.latency.observe(max(latency_ms, 0.0) / 1000)
-        value = codec.encode_score(window, served.version, score, served.threshold, segments, now, latency_ms, quality)
+        threshold, mode = self.thresholds.apply(window.stream, score, served.threshold, served.version)
+        value = codec.encode_score(window, served.version, score, threshold, segments, now, latency_ms, quality,
+                                   threshold_mode=mode)
         headers = [("scorer", self.config.client_id.encode())]
-        return Outgoing(self.config.out_topic, record.key, value, headers,
-                        is_anomaly=quality is not None or score > served.threshold)
+        scored = Outgoing(self.config.out_topic, record.key, value, headers,
+                          is_anomaly=quality is not None or score > threshold)
+        return [scored, *self._review(record, window, scored)]
+
+    def _review(self, record, window: codec.Window, scored: Outgoing) -> list[Outgoing]:
+        """A flagged window for reviewers: its score message plus its values, so no lookup is needed."""
+        if not (self.config.review_topic and scored.is_anomaly):
+            return []
+        message = {**json.loads(scored.value), "values": window.raw.tolist()}
+        return [Outgoing(self.config.review_topic, record.key, json.dumps(message).encode(), scored.headers,
+                         review=True)]
 
     def _dead_letter(self, record, error: codec.InvalidMessage) -> Outgoing:
         log_event(log, "dead_letter", logging.DEBUG, partition=record.partition, offset=record.offset, error=error)
@@ -285,7 +305,7 @@ class Scorer:
                           note="the batch will be consumed again")
                 return False
             self._stopping.wait(backoff.next())
-        scores = [m for m in outgoing if not m.dead_letter]
+        scores = [m for m in outgoing if not m.dead_letter and not m.review]
         self.metrics.on_delivered(len(scores), sum(m.is_anomaly for m in scores),
                                   [m.reason for m in outgoing if m.dead_letter])
         return True
@@ -472,6 +492,7 @@ class Scorer:
         log_event(log, "progress", model_version=self.models.current.version, **self.metrics.totals)
 
     def _close(self) -> None:
+        self.thresholds.save_if_due(force=True)
         if self.consumer is not None:
             try:
                 self.consumer.close(autocommit=False)

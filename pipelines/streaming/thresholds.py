@@ -5,7 +5,7 @@ Why: a threshold calibrated on other patients' normal beats does not carry over 
 patient, whose normal beats may score lower (alarms missed) or higher (false alarms).
 
 Adaptive, per stream key:
-- warm-up: for the first `warmup` windows the global threshold applies;
+- warm-up: until `warmup` of its windows were accepted (see below), the global threshold applies;
 - then the threshold is the `quantile` of the stream's last `window` accepted scores,
   clamped to [min_factor, max_factor] x the global threshold;
 - only scores under the current threshold x (1 + margin) are accepted into that window,
