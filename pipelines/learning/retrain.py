@@ -44,6 +44,8 @@ from pipelines.streaming.serving import resolve_raw_shape
 log = logging.getLogger("agad_stream.retrain")
 
 INITS = ("auto", "fine-tune", "scratch")
+#: pause between two looks at the labels topic: a new label waits at most this long to be stored
+IDLE_SLEEP_S = 1.0
 #: test hook: when set to "training" or "registry-write", the job logs event=test_pause and waits there
 PAUSE_ENV = "AGAD_RETRAIN_TEST_PAUSE"
 
@@ -212,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
                     last_retrain = time.monotonic()
             if args.once:
                 return 0
-            time.sleep(min(every_s, 5.0))
+            time.sleep(IDLE_SLEEP_S)
     finally:
         if ingest is not None:
             ingest.close()
