@@ -136,3 +136,76 @@ def test_bad_labels_and_parameters_are_rejected():
 def test_scoring_before_fit_says_so():
     with pytest.raises(NotFittedError, match="not fitted"):
         AGAD().score_samples(sine_windows(2))
+
+
+def test_max_steps_is_the_budget_without_early_stopping():
+    model = AGAD(random_state=0, **{**TINY, "epochs": None}, max_steps=7, early_stopping=False).fit(sine_windows(100))
+    assert model.n_steps_ == 7 and model.best_step_ == 7
+    assert model.history_[-1]["step"] == 7
+
+
+def test_early_stopping_keeps_the_best_validation_step():
+    model = AGAD(random_state=0, **{**TINY, "epochs": None}, max_steps=2000, validation_interval=5,
+                 n_iter_no_change=3).fit(sine_windows(100))
+    checks = {h["step"]: h["val_L_con"] for h in model.history_}
+    assert model.n_steps_ < 2000, "validation loss of a tiny model on sines must stop improving long before 2000 steps"
+    assert checks[model.best_step_] == min(checks.values())
+
+
+@pytest.mark.parametrize("order", ["g_first", "d_first"])
+def test_both_update_orders_train(order):
+    model = AGAD(random_state=0, update_order=order, **TINY).fit(sine_windows(100))
+    assert all(np.isfinite(h["L_G"]) and np.isfinite(h["L_D"]) for h in model.history_)
+
+
+def test_history_records_each_terms_share_of_the_generator_loss():
+    record = AGAD(random_state=0, **TINY).fit(sine_windows(100)).history_[-1]
+    shares = [record[f"share_{term}"] for term in ("L_adv", "L_con", "L_adcon", "L_lat")]
+    assert all(0 <= s <= 1 for s in shares) and sum(shares) == pytest.approx(1.0)
+
+
+def test_labelled_anomalies_per_batch_are_min_32_and_available_whatever_the_batch_size():
+    rng = np.random.default_rng(0)
+    model = AGAD(batch_size=8)
+    model.batch_size_ = 8
+    for available, expected in ((50, 32), (5, 5)):
+        batches = model._batches(np.arange(100), np.arange(100, 100 + available), rng)
+        for _ in range(20):
+            normal_idx, anomaly_idx = next(batches)
+            assert len(normal_idx) == 8 and len(anomaly_idx) == expected
+            assert set(anomaly_idx) <= set(range(100, 100 + available))
+
+
+def test_warm_start_continues_from_the_fitted_weights_and_normalisation():
+    X = sine_windows(120)
+    model = AGAD(random_state=0, **TINY).fit(X)
+    mean, before = model.mean_.copy(), model.score_samples(X)
+    generator = model.generator_
+    model.set_params(warm_start=True, epochs=1)
+    model.fit(2 * X)   # new data on another scale: a warm start keeps the old normalisation
+    assert model.generator_ is generator and np.array_equal(model.mean_, mean)
+    assert not np.array_equal(model.score_samples(X), before)
+    with pytest.raises(ValueError, match="warm_start"):
+        model.fit(sine_windows(50, length=32))
+
+
+def test_unetpp_generator_passes_the_estimator_contract(tmp_path):
+    X = sine_windows(100)
+    model = AGAD(random_state=0, generator="unetpp", **TINY).fit(X)
+    model.save(tmp_path / "model")
+    loaded = AGAD.load(tmp_path / "model")
+    assert np.allclose(loaded.score_samples(X), model.score_samples(X), atol=1e-5)
+    assert loaded.residuals(X[:3]).shape == (3, 1, 64)
+
+
+def test_auto_architecture_is_stored_with_the_checkpoint(tmp_path):
+    model = AGAD(random_state=0, max_steps=3, verbose=False, device="cpu").fit(sine_windows(60))
+    assert model.channels_ == (32, 64, 128) and model.latent_dim_ == 16
+    model.save(tmp_path / "model")
+    loaded = AGAD.load(tmp_path / "model")
+    assert loaded.channels == "auto" and loaded.channels_ == model.channels_ and loaded.latent_dim_ == 16
+
+
+def test_progress_bar_stays_off_when_stderr_is_not_a_terminal(capsys):
+    AGAD(random_state=0, **{**TINY, "verbose": True}).fit(sine_windows(100))
+    assert "step" not in capsys.readouterr().err

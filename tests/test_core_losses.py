@@ -64,3 +64,27 @@ def test_bad_training_config_is_rejected():
         TrainingConfig(anomaly_loss="negate")
     with pytest.raises(ValueError, match="lambda_con"):
         TrainingConfig(lambda_con=-1)
+
+
+def test_hinge_adcon_is_bounded_by_its_margin_and_zero_past_it():
+    x_hat = torch.randn(4, 1, 10)
+    assert losses.l_adcon_hinge(x_hat, x_hat, margin=0.5) == pytest.approx(0.5)
+    assert losses.l_adcon_hinge(x_hat, x_hat + 0.2, margin=0.5) == pytest.approx(0.3)
+    assert losses.l_adcon_hinge(x_hat, x_hat + 100, margin=0.5) == 0
+
+
+def test_bounded_adcon_stays_bounded_over_a_long_run_where_the_paper_form_runs_away():
+    import numpy as np
+
+    from agad_stream import AGAD
+
+    rng = np.random.default_rng(0)
+    t = np.linspace(0, 1, 32, dtype=np.float32)
+    X = np.sin(2 * np.pi * 2 * t + rng.uniform(0, 6, (128, 1))).astype(np.float32)
+    common = dict(channels=(4, 8, 16), latent_dim=4, batch_size=32, max_steps=600, early_stopping=False,
+                  validation_interval=50, random_state=0, verbose=False, device="cpu")
+    hinge = AGAD(adcon="hinge", adcon_margin=0.5, **common).fit(X).history_
+    paper = AGAD(adcon="paper", **common).fit(X).history_
+    assert all(0 <= h["L_adcon"] <= 0.5 for h in hinge)
+    assert all(h["L_G"] >= 0 for h in hinge), "a bounded term can never make G's loss negative"
+    assert min(h["L_adcon"] for h in paper) < -0.5, "the paper's form keeps falling past any margin"

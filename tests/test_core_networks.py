@@ -9,7 +9,7 @@ from agad_stream.networks import Discriminator
 SHAPES = [(1, (288,)), (1, (100,)), (1, (37,)), (2, (32, 32)), (2, (28, 28)), (2, (64, 13))]
 
 
-@pytest.mark.parametrize("name", ["naive", "unet"])
+@pytest.mark.parametrize("name", ["naive", "unet", "unetpp"])
 @pytest.mark.parametrize("ndim,shape", SHAPES)
 def test_generator_reconstruction_has_input_shape(name, ndim, shape):
     generator = build_generator(name, ndim, 3, shape, channels=(8, 16, 32), latent_dim=10)
@@ -23,6 +23,15 @@ def test_discriminator_returns_logit_and_features(ndim, shape):
     logit, features = discriminator(torch.randn(5, 2, *shape))
     assert logit.shape == (5,)
     assert features.ndim == 2 and features.shape[0] == 5
+
+
+@pytest.mark.parametrize("depth", [2, 3, 4])
+def test_unetpp_builds_every_nested_node_for_any_depth(depth):
+    channels = tuple(8 * 2**i for i in range(depth))
+    generator = build_generator("unetpp", 2, 1, (28, 28), channels=channels, latent_dim=10)
+    # X[i][j] for i < depth - 1 and 1 <= j <= depth - i: a triangle of depth*(depth+1)/2 - 1 nodes
+    assert len(generator.nodes) == depth * (depth + 1) // 2 - 1
+    assert generator(torch.randn(2, 1, 28, 28)).shape == (2, 1, 28, 28)
 
 
 def test_three_dimensional_input_is_rejected():
