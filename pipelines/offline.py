@@ -32,15 +32,6 @@ logger = logging.getLogger(__name__)
 TRAINING_FILE = "training.json"
 MODALITIES = ("ecg", "audio", "image", "array")
 
-#: model size and budget per modality when not given on the command line: small enough
-#: to train in minutes on a laptop CPU; images keep the paper's widths.
-MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "ecg": {"channels": (32, 64, 128), "latent_dim": 32, "epochs": 8, "batch_size": 128},
-    "audio": {"channels": (32, 64, 128), "latent_dim": 64, "epochs": 20, "batch_size": 64},
-    "image": {"channels": (64, 128, 256), "latent_dim": 100, "epochs": 15, "batch_size": 256},
-    "array": {"channels": (32, 64, 128), "latent_dim": 32, "epochs": 20, "batch_size": 128},
-}
-
 #: audio settings for known file-name layouts; explicit options override them
 AUDIO_PRESETS: dict[str, dict[str, Any]] = {
     "fsdd": {"pattern": "{digit}_{speaker}_{index}.wav", "label_field": "digit", "group_field": "speaker",
@@ -254,13 +245,14 @@ def training_set(train: Windows, args: argparse.Namespace) -> tuple[Windows, np.
 
 
 def build_model(modality: Modality, args: argparse.Namespace) -> AGAD:
-    defaults = MODEL_DEFAULTS[modality.name]
+    """AGAD with its own data-sized defaults, except what the command line sets."""
     return AGAD(
         generator=args.generator or modality.default_generator,
-        channels=tuple(args.channels or defaults["channels"]),
-        latent_dim=args.latent_dim or defaults["latent_dim"],
-        epochs=args.epochs or defaults["epochs"],
-        batch_size=args.batch_size or defaults["batch_size"],
+        channels=tuple(args.channels) if args.channels else "auto",
+        latent_dim=args.latent_dim or "auto",
+        max_steps=args.max_steps,
+        epochs=args.epochs,
+        batch_size=args.batch_size or "auto",
         lr=args.lr,
         target_fpr=args.target_fpr,
         random_state=args.seed,
@@ -546,11 +538,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--train-groups", "--train-records", dest="train_groups", type=_comma_list,
                        help="groups (ECG records, speakers, files) to train on (default: all but the test groups)")
     add_group_options(train, "groups held out of training, for evaluate")
-    model = train.add_argument_group("model and budget (defaults depend on the modality)")
-    model.add_argument("--epochs", type=int)
-    model.add_argument("--batch-size", type=int)
-    model.add_argument("--channels", type=_int_list, help="conv widths, e.g. 32,64,128")
-    model.add_argument("--latent-dim", type=int)
+    model = train.add_argument_group("model and budget (default: AGAD's, sized from the data; early stopping)")
+    model.add_argument("--max-steps", type=int, help="optimiser steps at most (default 3000; early stopping ends sooner)")
+    model.add_argument("--epochs", type=int, help="passes over the normal windows, instead of --max-steps")
+    model.add_argument("--batch-size", type=int, help="default: 32 below 2048 training windows, else 64")
+    model.add_argument("--channels", type=_int_list, help="conv widths, e.g. 32,64,128 (default: by data size)")
+    model.add_argument("--latent-dim", type=int, help="bottleneck size (default: by window size)")
     model.add_argument("--generator", help="registered generator (default: the modality's, usually naive)")
     model.add_argument("--lr", type=float, default=2e-4)
     model.add_argument("--target-fpr", type=float, default=0.01, help="false-positive rate that sets the threshold")
