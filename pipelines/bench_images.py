@@ -3,11 +3,12 @@
 For each class c: normal = the training images of c; with supervision level
 γ > 0, labelled anomalies (a/(n + a) = γ) are drawn from the other classes'
 training images. Test = the whole test set, c normal and everything else
-anomalous. A fixed epoch budget is trained and the final epoch is evaluated:
-nothing is chosen on the test set. Baselines (IsolationForest, PCA
-reconstruction error on pixels) are unsupervised and fitted on the normal
-training images; the ablation is AGAD without pseudo-anomalies
-(λ_adcon = 0, no auxiliary BN).
+anomalous. AGAD trains with its defaults (early stopping on held-out normal
+training images) unless a budget is given: nothing is chosen on the test set.
+Baselines (PyOD's PCA, IsolationForest, ECOD, DeepSVDD, ... on pixels) are
+unsupervised and fitted on the normal training images; the ablations are AGAD
+without pseudo-anomalies (λ_adcon = 0, no auxiliary BN) and the plain
+autoencoder (AGAD's generator with L_con only).
 """
 
 from __future__ import annotations
@@ -20,19 +21,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.decomposition import PCA
-from sklearn.ensemble import IsolationForest
 from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
 from agad_stream import AGAD
 from modalities.image import ImageModality
+from pipelines.baselines import ALL_BASELINE_NAMES, build_baseline
 
-AGAD_METHODS = {
-    "AGAD": {},
-    "AGAD w/o pseudo-anomalies": {"lambda_adcon": 0.0, "aux_bn": False},
-}
-BASELINES = ("IsolationForest", "PCA")
+#: methods that can use labelled anomalies (γ > 0); the other baselines are fitted once, on normals
+SUPERVISED = ("AGAD", "agad-no-adcon")
+METHODS = ("AGAD", *ALL_BASELINE_NAMES)
+DEFAULT_METHODS = ("AGAD", "agad-no-adcon", "plain-autoencoder", "pca", "isolation-forest", "ecod", "deep-svdd")
 
 
 def register(subparsers) -> None:
@@ -43,12 +42,14 @@ def register(subparsers) -> None:
     p.add_argument("--classes", default="all", help="comma-separated normal classes, or 'all' (default)")
     p.add_argument("--gammas", default="0", help="supervision levels γ = a/(n+a), comma-separated (default 0)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--channels", default="64,128,256", help="conv widths of G and D (default: the paper's 64,128,256)")
+    p.add_argument("--max-steps", type=int, help="AGAD's step budget (default: AGAD's, with early stopping)")
+    p.add_argument("--epochs", type=int, help="AGAD's budget in epochs instead of steps")
+    p.add_argument("--batch-size", type=int, help="default: AGAD's auto (the paper: 256)")
+    p.add_argument("--channels", help="conv widths of G and D, e.g. 64,128,256 (the paper's); default: AGAD's auto")
+    p.add_argument("--generator", default="naive", help="naive, unet or unetpp (the paper's best on images)")
     p.add_argument("--size", type=int, default=32, help="resize images to SIZE x SIZE (paper: 32); 0 keeps native size")
     p.add_argument("--train-limit", type=int, default=0, help="use at most this many normal training images per class (0 = all)")
-    p.add_argument("--methods", default=",".join([*AGAD_METHODS, *BASELINES]), help="which methods to run")
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"which methods to run, from {', '.join(METHODS)}")
     p.add_argument("--device", default="auto")
     p.add_argument("--torch-threads", type=int, default=0,
                    help="CPU threads for torch (default 0: torch's own choice; 1 is faster on a busy machine)")
@@ -83,21 +84,11 @@ def draw_labelled_anomalies(classes: np.ndarray, normal_class: int, n_normal: in
     return rng.choice(others, size=max(1, n_anomalies), replace=False)
 
 
-def baseline_scores(method: str, X_train: np.ndarray, X_test: np.ndarray, seed: int) -> np.ndarray:
-    flat_train, flat_test = X_train.reshape(len(X_train), -1), X_test.reshape(len(X_test), -1)
-    if method == "IsolationForest":
-        forest = IsolationForest(n_estimators=200, random_state=seed, n_jobs=-1).fit(flat_train)
-        return -forest.score_samples(flat_test)
-    pca = PCA(n_components=0.9, random_state=seed).fit(flat_train)
-    reconstruction = pca.inverse_transform(pca.transform(flat_test))
-    return np.linalg.norm(flat_test - reconstruction, axis=1)
-
-
 def run(args) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = set(methods) - set(AGAD_METHODS) - set(BASELINES)
+    unknown = set(methods) - set(METHODS)
     if unknown:
-        raise ValueError(f"unknown methods {sorted(unknown)}; choose from {[*AGAD_METHODS, *BASELINES]}")
+        raise ValueError(f"unknown methods {sorted(unknown)}; choose from {list(METHODS)}")
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     modality = ImageModality(size=args.size or None)
@@ -112,7 +103,7 @@ def run(args) -> int:
 
     # Class by class, so an interrupted run (see --resume) still leaves complete rows per class.
     plan = [(m, g, s, c) for s in seeds for c in classes for g in gammas for m in methods
-            if not (m in BASELINES and g != gammas[0])]
+            if m in SUPERVISED or g == gammas[0]]
     for method, gamma, seed, normal_class in tqdm(plan, desc="bench-images", unit="run"):
         if (method, gamma, seed, normal_class) in done:
             continue
@@ -123,14 +114,16 @@ def run(args) -> int:
         labelled = draw_labelled_anomalies(c_train, normal_class, len(normal), gamma, rng)
         y_test = (c_test != normal_class).astype(int)
         started = time.perf_counter()
-        if method in BASELINES:
-            scores = baseline_scores(method, X_train[normal], X_test, seed)
-        else:
-            model = AGAD(epochs=args.epochs, batch_size=args.batch_size, channels=_ints(args.channels),
-                         random_state=seed, device=args.device, verbose=args.verbose, **AGAD_METHODS[method])
+        model = AGAD(max_steps=args.max_steps, epochs=args.epochs, batch_size=args.batch_size or "auto",
+                     channels=_ints(args.channels) if args.channels else "auto", generator=args.generator,
+                     random_state=seed, device=args.device, verbose=args.verbose)
+        if method in SUPERVISED:
+            detector = model if method == "AGAD" else build_baseline(method, model)
             idx = np.concatenate([normal, labelled])
-            model.fit(X_train[idx], np.r_[np.zeros(len(normal)), np.ones(len(labelled))])
-            scores = model.score_samples(X_test)
+            detector.fit(X_train[idx], np.r_[np.zeros(len(normal)), np.ones(len(labelled))])
+        else:
+            detector = build_baseline(method, model).fit(X_train[normal])
+        scores = detector.score_samples(X_test)
         results.append({"method": method, "gamma": gamma, "seed": seed, "class": normal_class,
                         "auroc": float(roc_auc_score(y_test, scores)), "n_normal": int(len(normal)),
                         "n_labelled_anomalies": int(len(labelled)), "seconds": time.perf_counter() - started})
@@ -148,7 +141,7 @@ def summarise(results: list[dict], gammas: list[float]) -> list[dict]:
     rows = []
     for method in dict.fromkeys(r["method"] for r in results):
         for gamma in gammas:
-            runs = [r for r in results if r["method"] == method and (r["gamma"] == gamma or method in BASELINES)]
+            runs = [r for r in results if r["method"] == method and (r["gamma"] == gamma or method not in SUPERVISED)]
             if not runs:
                 continue
             per_class = {c: float(np.mean([r["auroc"] for r in runs if r["class"] == c]))
@@ -167,7 +160,7 @@ def format_table(results: list[dict], classes: list[int], gammas: list[float]) -
     lines = [header, "|" + "---|" * (len(classes) + 3)]
     for row in summarise(results, gammas):
         cells = [f"{100 * row['per_class'][c]:.1f}" if c in row["per_class"] else "–" for c in classes]
-        gamma = "–" if row["method"] in BASELINES else f"{row['gamma']:g}"
+        gamma = f"{row['gamma']:g}" if row["method"] in SUPERVISED else "–"
         lines.append(f"| {row['method']} | {gamma} | " + " | ".join(cells)
                      + f" | {100 * row['mean']:.1f} ± {100 * row['std_over_classes']:.1f} |")
     return "\n".join(dict.fromkeys(lines))

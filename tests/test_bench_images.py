@@ -23,16 +23,18 @@ def test_labelled_anomalies_match_the_supervision_level():
 def test_bench_images_writes_every_run_and_the_paper_table(tmp_path, capsys):
     out = tmp_path / "results.json"
     code = main(["bench-images", "--data-dir", str(SLICE), "--classes", "1,7", "--gammas", "0,0.1",
-                 "--epochs", "1", "--batch-size", "16", "--channels", "8,16,32", "--out", str(out)])
+                 "--max-steps", "5", "--batch-size", "16", "--channels", "8,16,32",
+                 "--methods", "AGAD,agad-no-adcon,pca,isolation-forest,ecod", "--out", str(out)])
     assert code == 0
     result = json.loads(out.read_text())
     runs = result["runs"]
-    agad_runs = {(r["method"], r["gamma"], r["class"]) for r in runs if r["method"].startswith("AGAD")}
-    assert agad_runs == {(m, g, c) for m in ("AGAD", "AGAD w/o pseudo-anomalies") for g in (0, 0.1) for c in (1, 7)}
-    assert {r["method"] for r in runs} >= {"IsolationForest", "PCA"}
+    agad_runs = {(r["method"], r["gamma"], r["class"]) for r in runs if r["method"] in ("AGAD", "agad-no-adcon")}
+    assert agad_runs == {(m, g, c) for m in ("AGAD", "agad-no-adcon") for g in (0, 0.1) for c in (1, 7)}
+    unsupervised = [(r["method"], r["gamma"]) for r in runs if r["method"] in ("pca", "isolation-forest", "ecod")]
+    assert sorted(unsupervised) == sorted([(m, 0.0) for m in ("pca", "isolation-forest", "ecod") for _ in (1, 7)])
     supervised = [r for r in runs if r["gamma"] == 0.1 and r["method"] == "AGAD"]
     assert all(r["n_labelled_anomalies"] == round(0.1 * r["n_normal"] / 0.9) for r in supervised)
-    pca_trouser = next(r for r in runs if r["method"] == "PCA" and r["class"] == 1)
+    pca_trouser = next(r for r in runs if r["method"] == "pca" and r["class"] == 1)
     assert pca_trouser["auroc"] > 0.8, "PCA should spot non-trousers on real images"
     assert all(0.0 <= r["auroc"] <= 1.0 for r in runs)
     assert "| AGAD | 0.1 |" in capsys.readouterr().out
@@ -41,7 +43,7 @@ def test_bench_images_writes_every_run_and_the_paper_table(tmp_path, capsys):
 
 def test_resume_skips_finished_runs(tmp_path):
     out = tmp_path / "results.json"
-    args = ["bench-images", "--data-dir", str(SLICE), "--classes", "1", "--methods", "PCA", "--out", str(out)]
+    args = ["bench-images", "--data-dir", str(SLICE), "--classes", "1", "--methods", "pca", "--out", str(out)]
     main(args)
     first = json.loads(out.read_text())["runs"]
     main([*args, "--resume"])
