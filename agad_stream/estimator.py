@@ -84,7 +84,9 @@ class AGAD(BaseEstimator):
         with λ_adcon ramped up over the first adcon_warmup_steps.
     update_order: "g_first" (Algorithm 1) or "d_first".
     aux_bn, freeze_bn: AdvProp auxiliary BN for pseudo-anomalies, Freeze-BN for labelled anomalies.
-    aux_bn_affine: "separate" (AdvProp: own scale and shift) or "shared" (own statistics only).
+    aux_bn_mode: how pseudo-anomaly passes normalise when aux_bn is on: "separate" (AdvProp:
+        own statistics, scale and shift), "shared-affine" (own statistics, main scale and
+        shift) or "frozen" (the main BN's running statistics, as at test time; nothing updated).
     anomaly_loss: "reciprocal" (Algorithm 1 read literally) or "margin" (bounded alternative).
     anomalies_per_batch: labelled anomalies added to every batch, oversampled
         (default min(32, available), the paper's 32 of 256).
@@ -120,7 +122,7 @@ class AGAD(BaseEstimator):
         adcon_warmup_steps: int = 0,
         update_order: str = "g_first",
         aux_bn: bool = True,
-        aux_bn_affine: str = "separate",
+        aux_bn_mode: str = "separate",
         freeze_bn: bool = True,
         anomaly_loss: str = "reciprocal",
         anomaly_margin: float = 1.0,
@@ -153,7 +155,7 @@ class AGAD(BaseEstimator):
         self.adcon_warmup_steps = adcon_warmup_steps
         self.update_order = update_order
         self.aux_bn = aux_bn
-        self.aux_bn_affine = aux_bn_affine
+        self.aux_bn_mode = aux_bn_mode
         self.freeze_bn = freeze_bn
         self.anomaly_loss = anomaly_loss
         self.anomaly_margin = anomaly_margin
@@ -170,7 +172,7 @@ class AGAD(BaseEstimator):
     def _training_config(self) -> TrainingConfig:
         return TrainingConfig(
             lambda_adv=self.lambda_adv, lambda_con=self.lambda_con, lambda_adcon=self.lambda_adcon,
-            lambda_lat=self.lambda_lat, aux_bn=self.aux_bn, freeze_bn=self.freeze_bn,
+            lambda_lat=self.lambda_lat, aux_bn=self.aux_bn, aux_bn_mode=self.aux_bn_mode, freeze_bn=self.freeze_bn,
             adcon=self.adcon, adcon_margin=self.adcon_margin, adcon_warmup_steps=self.adcon_warmup_steps,
             update_order=self.update_order, anomaly_loss=self.anomaly_loss, anomaly_margin=self.anomaly_margin,
             lr=self.lr,
@@ -185,7 +187,7 @@ class AGAD(BaseEstimator):
         channels, *spatial = self.window_shape_
         ndim = len(spatial)
         options = {"channels": self.channels_, "latent_dim": self.latent_dim_, **(self.generator_options or {})}
-        share = self.aux_bn_affine == "shared"
+        share = self.aux_bn_mode == "shared-affine"
         self.generator_ = add_auxiliary_batchnorms(build_generator(self.generator, ndim, channels, spatial, **options), share)
         self.discriminator_ = add_auxiliary_batchnorms(Discriminator(ndim, channels, spatial, self.channels_), share)
         self.device_ = resolve_device(self.device)
@@ -203,8 +205,6 @@ class AGAD(BaseEstimator):
             raise ValueError(f"validation_interval must be 'auto' or a positive integer, got {self.validation_interval!r}")
         if not (isinstance(self.n_iter_no_change, int) and self.n_iter_no_change >= 1):
             raise ValueError(f"n_iter_no_change must be a positive integer, got {self.n_iter_no_change!r}")
-        if self.aux_bn_affine not in ("separate", "shared"):
-            raise ValueError(f"aux_bn_affine must be 'separate' or 'shared', got {self.aux_bn_affine!r}")
         if not 0 < self.target_fpr < 1:
             raise ValueError(f"target_fpr must lie in (0, 1), got {self.target_fpr}")
         if not 0 <= self.validation_fraction < 1:

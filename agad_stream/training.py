@@ -18,6 +18,7 @@ from agad_stream.losses import (
 )
 
 ANOMALY_LOSSES = ("reciprocal", "margin")
+AUX_BN_MODES = ("separate", "shared-affine", "frozen")
 ADCON_FORMS = ("paper", "hinge")
 UPDATE_ORDERS = ("g_first", "d_first")
 
@@ -30,6 +31,8 @@ class TrainingConfig:
     rewarding G once x̂' differs from x̂ by ``adcon_margin`` (in standard deviations of
     the normalised data), so the term cannot take over G's loss.
     ``adcon_warmup_steps``: λ_adcon ramps up linearly over these first steps.
+    ``aux_bn_mode``: "frozen" routes pseudo-anomalies through the main BN's running
+    statistics, so G can fail on them only in ways that also hold at test time.
     ``update_order``: "g_first" is Algorithm 1 (G, then D on the same forward passes,
     as in GANomaly); "d_first" updates D, then G against the updated D.
     """
@@ -39,6 +42,7 @@ class TrainingConfig:
     lambda_adcon: float = 15.0
     lambda_lat: float = 5.0
     aux_bn: bool = True
+    aux_bn_mode: str = "separate"
     freeze_bn: bool = True
     adcon: str = "hinge"
     adcon_margin: float = 0.5
@@ -51,7 +55,8 @@ class TrainingConfig:
     d_reinit_below: float = 1e-5
 
     def __post_init__(self):
-        for name, allowed in (("anomaly_loss", ANOMALY_LOSSES), ("adcon", ADCON_FORMS), ("update_order", UPDATE_ORDERS)):
+        for name, allowed in (("anomaly_loss", ANOMALY_LOSSES), ("adcon", ADCON_FORMS), ("update_order", UPDATE_ORDERS),
+                              ("aux_bn_mode", AUX_BN_MODES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         for name in ("lambda_adv", "lambda_con", "lambda_adcon", "lambda_lat", "lr", "adcon_margin", "adcon_warmup_steps"):
@@ -91,7 +96,7 @@ class AGADTrainer:
         self.opt_d = self._new_d_optimizer()
         self.d_reinitialisations = 0
         self.steps = 0
-        self._pseudo = "aux" if config.aux_bn else "main"
+        self._pseudo = ("frozen" if config.aux_bn_mode == "frozen" else "aux") if config.aux_bn else "main"
         self._anomaly = "frozen" if config.freeze_bn else "main"
 
     def _new_d_optimizer(self) -> torch.optim.Optimizer:

@@ -80,3 +80,22 @@ def test_eval_mode_uses_main_batchnorm_whatever_the_route():
     x = torch.randn(3, 2, 4)
     with bn_route("aux", bn):
         assert torch.equal(bn(x), bn.main(x))
+
+
+def test_frozen_pseudo_anomaly_mode_never_moves_the_auxiliary_statistics():
+    trainer = make_trainer(aux_bn_mode="frozen")
+    aux_before = running_stats(trainer.G, "aux") + running_stats(trainer.D, "aux")
+    trainer.step(torch.randn(8, 1, 64))
+    assert not changed(aux_before, running_stats(trainer.G, "aux") + running_stats(trainer.D, "aux"))
+
+
+def test_shared_affine_auxiliary_batchnorm_uses_the_main_scale_and_shift():
+    bn = DualBatchNorm(nn.BatchNorm1d(3), share_affine=True)
+    assert not bn.aux.affine
+    bn.main.weight.data.fill_(2.0)
+    bn.main.bias.data.fill_(1.0)
+    bn.train()
+    bn.route = "aux"
+    x = torch.randn(6, 3, 5)
+    expected = nn.functional.batch_norm(x, None, None, training=True) * 2.0 + 1.0
+    assert torch.allclose(bn(x), expected, atol=1e-5)
