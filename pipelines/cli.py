@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "pipelines.demo",
     "pipelines.learning.retrain",
     "pipelines.learning.models",
+    "pipelines.console.command",
 ]
 
 

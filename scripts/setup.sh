@@ -9,6 +9,15 @@ PYTHON="${PYTHON:-python3}"
 if [[ ! -x "$VENV/bin/python" ]]; then
   "$PYTHON" -m venv "$VENV"
 fi
+# The console's browser tests drive Debian's chromium through chromium-driver (Selenium).
+if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    echo "setup: installing chromium and chromium-driver (apt) for the console's browser tests" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "setup: chromium/chromedriver missing and not root: run 'apt-get install chromium chromium-driver'" >&2
+  fi
+fi
 stamp="$(sha256sum "$REPO/pyproject.toml" | cut -d' ' -f1)"
 if [[ "$(cat "$VENV/.agad-installed" 2>/dev/null)" != "$stamp" ]]; then
   echo "setup: installing agad-stream and its dependencies into $VENV (torch is a ~2.7 GB download)" >&2

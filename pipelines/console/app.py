@@ -1,0 +1,276 @@
+"""The console's HTTP side: JSON API, Server-Sent Events and the static page (FastAPI).
+
+Every /api route except login needs a session cookie (or an ``Authorization: Bearer``
+header, which browsers never add on their own, so it needs no CSRF token). Every POST
+with a session cookie needs the session's CSRF token in ``X-CSRF-Token``; a cross-origin
+``Origin`` is refused as well. Every action is logged with its user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from prometheus_client.parser import text_string_to_metric_families
+
+from pipelines.console.auth import Authenticator, RateLimiter, Session, Sessions, User, csrf_ok
+from pipelines.console.explain import Models, explain
+from pipelines.console.feed import Feed
+from pipelines.learning.models import rollback_target, switch_to
+from pipelines.streaming.metrics import log_event
+
+log = logging.getLogger("agad_stream.console")
+STATIC = Path(__file__).parent / "static"
+COOKIE = "agad_console_session"
+DECISIONS = {"confirm": 1, "false_alarm": 0, "missed": 1, "skip": None}
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+@dataclass
+class ConsoleSettings:
+    secure_cookie: bool = True
+    label_rate: float = 5.0
+    label_burst: float = 20.0
+    metrics_url: str | None = None
+
+
+def create_app(feed: Feed, models: Models, authenticator: Authenticator, settings: ConsoleSettings) -> FastAPI:
+    app = FastAPI(title="agad-stream console", docs_url=None, redoc_url=None, openapi_url=None)
+    sessions = Sessions()
+    limiter = RateLimiter(settings.label_rate, settings.label_burst)
+    health_state: dict = {}
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        if request.url.path.startswith("/api/"):
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def caller(request: Request) -> tuple[User, Session | None]:
+        authorization = request.headers.get("authorization", "")
+        if authorization.lower().startswith("bearer "):
+            user = authenticator.bearer(authorization[7:].strip())
+            if user is None:
+                raise HTTPException(401, "wrong bearer token")
+            return user, None
+        session = sessions.get(request.cookies.get(COOKIE))
+        if session is None:
+            raise HTTPException(401, "log in first")
+        return session.user, session
+
+    def reader(request: Request) -> User:
+        return caller(request)[0]
+
+    def writer(request: Request) -> User:
+        user, session = caller(request)
+        origin = request.headers.get("origin")
+        if origin is not None and origin.split("://", 1)[-1] != request.headers.get("host"):
+            log_event(log, "console_refused", logging.WARNING, user=user.name, path=request.url.path, why="origin")
+            raise HTTPException(403, "cross-origin request refused")
+        if session is not None and not csrf_ok(session, request.headers.get("x-csrf-token")):
+            log_event(log, "console_refused", logging.WARNING, user=user.name, path=request.url.path, why="csrf")
+            raise HTTPException(403, "missing or wrong CSRF token (X-CSRF-Token)")
+        return user
+
+    def admin(user: User = Depends(writer)) -> User:
+        if not user.is_admin:
+            log_event(log, "console_refused", logging.WARNING, user=user.name, why="not admin")
+            raise HTTPException(403, "only an admin may change the served model")
+        return user
+
+    # ------------------------------------------------------------------ page and login
+    @app.get("/")
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.post("/api/login")
+    async def login(request: Request) -> JSONResponse:
+        if request.headers.get("content-type", "").split(";")[0] != "application/json":
+            raise HTTPException(415, "send JSON")  # a cross-site form cannot, without a CORS preflight
+        body = await request.json()
+        if not isinstance(body, dict):
+            raise HTTPException(400, "send a JSON object")
+        if body.get("token"):
+            user = authenticator.bearer(str(body["token"]))
+        else:
+            user = await asyncio.to_thread(authenticator.password, str(body.get("username", "")),
+                                           str(body.get("password", "")))
+        if user is None:
+            log_event(log, "console_login_failed", logging.WARNING, user=str(body.get("username", "token"))[:64])
+            raise HTTPException(401, "wrong user name, password or token")
+        sid, session = sessions.create(user)
+        log_event(log, "console_login", user=user.name, role=user.role)
+        response = JSONResponse({"user": user.name, "role": user.role, "csrf": session.csrf})
+        response.set_cookie(COOKIE, sid, httponly=True, secure=settings.secure_cookie, samesite="strict",
+                            max_age=int(sessions.ttl_s), path="/")
+        return response
+
+    @app.get("/api/session")
+    def session_info(request: Request) -> dict:
+        user, session = caller(request)
+        return {"user": user.name, "role": user.role, "csrf": session.csrf if session else None}
+
+    @app.post("/api/logout")
+    def logout(request: Request, response: Response, user: User = Depends(writer)) -> dict:
+        sessions.drop(request.cookies.get(COOKIE))
+        response.delete_cookie(COOKIE, path="/")
+        log_event(log, "console_logout", user=user.name)
+        return {"ok": True}
+
+    # ------------------------------------------------------------------ streams and alarms
+    @app.get("/api/state")
+    def state(user: User = Depends(reader)) -> dict:
+        return feed.snapshot()
+
+    @app.get("/api/stream-windows")
+    def stream_windows(stream: str, user: User = Depends(reader)) -> list[dict]:
+        return feed.recent_windows(stream)
+
+    @app.get("/api/window")
+    def window(id: str, user: User = Depends(reader)) -> dict:
+        found = feed.window(id)
+        if found is None:
+            raise HTTPException(404, "this window is no longer kept by the console")
+        values = found.pop("values")
+        found["flagged"] = id in feed.alarms
+        try:
+            found.update(explain(models.get(found.get("model_version")), np.asarray(values, dtype=np.float32)))
+        except (ValueError, FileNotFoundError) as error:
+            found["explain_error"] = str(error)
+        return found
+
+    @app.post("/api/labels")
+    async def label(request: Request, user: User = Depends(writer)) -> dict:
+        if not limiter.allow(user.name):
+            log_event(log, "console_rate_limited", logging.WARNING, user=user.name)
+            raise HTTPException(429, "too many labels; wait a moment")
+        body = await request.json()
+        decision = body.get("decision") if isinstance(body, dict) else None
+        if decision not in DECISIONS or not isinstance(body.get("id"), str):
+            raise HTTPException(400, f"send {{'id': str, 'decision': one of {sorted(DECISIONS)}}}")
+        found = feed.window(body["id"])
+        if found is None:
+            raise HTTPException(404, "this window is no longer kept by the console")
+        if decision == "skip":
+            feed.mark_skipped(found["id"])
+        else:
+            try:
+                await asyncio.to_thread(feed.label, found, DECISIONS[decision], user.name)
+            except Exception as error:
+                log_event(log, "console_label_failed", logging.ERROR, user=user.name, id=found["id"], error=error)
+                raise HTTPException(503, f"the labels topic did not take the confirmation: {error}") from None
+        log_event(log, "console_label", user=user.name, id=found["id"], stream=found["stream"], decision=decision)
+        return {"ok": True, "id": found["id"], "decision": decision}
+
+    @app.get("/api/events")
+    async def events(request: Request, user: User = Depends(reader)) -> StreamingResponse:
+        try:
+            last = int(request.headers.get("last-event-id") or request.query_params.get("after") or 0)
+        except ValueError:
+            raise HTTPException(400, "'after' must be an event number") from None
+
+        async def stream():
+            nonlocal last
+            yield "retry: 2000\n\n"
+            quiet_since = time.monotonic()
+            while not await request.is_disconnected():
+                batch = feed.events_after(last)
+                newest_row = {p["stream"]: seq for seq, kind, p in batch if kind == "stream"}
+                for seq, kind, payload in batch:
+                    last = seq
+                    if kind == "stream" and newest_row[payload["stream"]] != seq:
+                        continue  # a stream's row changed again later in this batch: send only the last one
+                    yield f"id: {seq}\nevent: {kind}\ndata: {json.dumps(payload)}\n\n"
+                if batch:
+                    quiet_since = time.monotonic()
+                elif time.monotonic() - quiet_since > 15:
+                    yield ": keep-alive\n\n"
+                    quiet_since = time.monotonic()
+                await asyncio.sleep(0.25)
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+    # ------------------------------------------------------------------ models and health
+    @app.get("/api/models")
+    def model_versions(user: User = Depends(reader)) -> dict:
+        registry = models.registry
+        if registry is None:
+            return {"registry": None, "current": models.current_name(), "versions": []}
+        return {"registry": str(registry.root), "current": registry.current_version(),
+                "versions": [{"version": v, "created": registry.path(v).stat().st_mtime, **registry.metadata(v)}
+                             for v in reversed(registry.versions())]}
+
+    def switch(user: User, version: int | None) -> dict:
+        if models.registry is None:
+            raise HTTPException(400, "the console serves a fixed --model; give --model-registry to switch versions")
+        try:
+            target = rollback_target(models.registry) if version is None else version
+            previous = switch_to(models.registry, target, "rollback" if version is None else "manual_promote")
+        except (ValueError, FileNotFoundError) as error:
+            raise HTTPException(409, str(error)) from None
+        log_event(log, "console_model_switch", user=user.name, version=target, previous=previous,
+                  action="rollback" if version is None else "promote")
+        return {"ok": True, "current": target, "previous": previous}
+
+    @app.post("/api/models/promote")
+    async def promote(request: Request, user: User = Depends(admin)) -> dict:
+        body = await request.json()
+        if not isinstance(body, dict) or not isinstance(body.get("version"), int):
+            raise HTTPException(400, "send {'version': int}")
+        return await asyncio.to_thread(switch, user, body["version"])
+
+    @app.post("/api/models/rollback")
+    async def rollback(user: User = Depends(admin)) -> dict:
+        return await asyncio.to_thread(switch, user, None)
+
+    @app.get("/api/health")
+    def health(user: User = Depends(reader)) -> dict:
+        report = {"feed_running": feed.running, "metrics_url": settings.metrics_url}
+        if settings.metrics_url:
+            report.update(scrape(settings.metrics_url, health_state))
+        return report
+
+    return app
+
+
+def scrape(url: str, previous: dict) -> dict:
+    """Lag, throughput (since the previous scrape) and dead letters from the scorer's Prometheus endpoint."""
+    try:
+        with urllib.request.urlopen(url, timeout=3) as answer:
+            text = answer.read().decode()
+    except OSError as error:
+        return {"metrics_error": f"cannot read {url}: {error}"}
+    samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+    def total(name: str) -> float:
+        return sum(s.value for s in samples if s.name == name)
+
+    scored, now = total("agad_scorer_messages_scored_total"), time.monotonic()
+    rate = None
+    if "scored" in previous and now > previous["at"]:
+        rate = (scored - previous["scored"]) / (now - previous["at"])
+    previous.update(scored=scored, at=now)
+    return {"consumer_lag": total("agad_scorer_consumer_lag"), "scored": scored, "throughput_per_s": rate,
+            "anomalies": total("agad_scorer_anomalies_total"),
+            "model_version": total("agad_scorer_model_version"),
+            "dead_letters": {s.labels.get("reason", "?"): s.value for s in samples
+                             if s.name == "agad_scorer_messages_dead_lettered_total"}}

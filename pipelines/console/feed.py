@@ -1,0 +1,217 @@
+"""The console's view of Kafka: one thread follows the score, review, labels and (optional) windows topics.
+
+Everything kept is bounded: one row per stream key, the last `recent` scores per stream,
+the newest `max_alarms` flagged windows and the values of the newest `max_windows` input
+windows (for marking a missed anomaly). Changes are appended to an event list that the
+Server-Sent Events endpoint reads by sequence number.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+
+import numpy as np
+from kafka import KafkaConsumer, TopicPartition
+
+from pipelines.learning.labels import encode_confirmation
+from pipelines.streaming import codec
+from pipelines.streaming.kafka_io import make_producer
+from pipelines.streaming.metrics import log_event
+
+log = logging.getLogger("agad_stream.console")
+NO_STREAM = "(no stream)"
+EVENTS_KEPT = 2000
+
+
+@dataclass
+class FeedConfig:
+    bootstrap_servers: str
+    scores_topic: str
+    review_topic: str
+    labels_topic: str
+    windows_topic: str | None = None
+    start: str = "earliest"
+    max_alarms: int = 2000
+    max_windows: int = 5000
+    recent: int = 40
+
+
+def _bounded_put(store: OrderedDict, key, value, limit: int) -> None:
+    store[key] = value
+    store.move_to_end(key)
+    while len(store) > limit:
+        store.popitem(last=False)
+
+
+class Feed:
+    """Follows the topics (start()/stop()) and publishes confirmations (label())."""
+
+    def __init__(self, config: FeedConfig, raw_shape=None):
+        self.config = config
+        self.raw_shape = raw_shape  # callable returning the raw window shape, to decode the windows topic
+        self.streams: dict[str, dict] = {}
+        self.recent: dict[str, deque] = {}
+        self.alarms: OrderedDict[str, dict] = OrderedDict()
+        self.values: OrderedDict[str, tuple[str, np.ndarray]] = OrderedDict()
+        self.labels: OrderedDict[str, dict] = OrderedDict()
+        self.events: deque[tuple[int, str, dict]] = deque(maxlen=EVENTS_KEPT)
+        self.seq = 0
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="console-feed", daemon=True)
+        self._producer = None
+        self.ready = threading.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> Feed:
+        self._producer = make_producer(self.config.bootstrap_servers, linger_ms=0)
+        self._thread.start()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        if self._producer is not None:
+            self._producer.close()
+
+    def _run(self) -> None:
+        topics = [self.config.scores_topic, self.config.review_topic, self.config.labels_topic,
+                  *([self.config.windows_topic] if self.config.windows_topic else [])]
+        consumer = KafkaConsumer(bootstrap_servers=self.config.bootstrap_servers, group_id=None,
+                                 enable_auto_commit=False, max_partition_fetch_bytes=16 * 1024 * 1024)
+        try:
+            partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or [0])]
+            consumer.assign(partitions)
+            if self.config.start == "earliest":
+                consumer.seek_to_beginning(*partitions)
+            else:
+                consumer.seek_to_end(*[tp for tp in partitions if tp.topic != self.config.labels_topic])
+                consumer.seek_to_beginning(*[tp for tp in partitions if tp.topic == self.config.labels_topic])
+            self.ready.set()
+            while not self._stop.is_set():
+                for tp, records in consumer.poll(timeout_ms=200).items():
+                    for record in records:
+                        self._handle(tp.topic, record)
+        except Exception as error:  # the page shows it through /api/health; the server keeps running
+            log_event(log, "feed_failed", logging.ERROR, error=error)
+            raise
+        finally:
+            consumer.close()
+
+    def _handle(self, topic: str, record) -> None:
+        try:
+            if topic == self.config.windows_topic:
+                window = codec.decode_window(record.value, record.key, record.headers, self.raw_shape())
+                with self.lock:
+                    _bounded_put(self.values, window.id, (window.stream or NO_STREAM, window.raw),
+                                 self.config.max_windows)
+                return
+            message = codec.load_json_object(record.value or b"")
+        except (codec.InvalidMessage, ValueError) as error:
+            log_event(log, "feed_message_skipped", logging.WARNING, topic=topic, offset=record.offset, error=error)
+            return
+        if "id" not in message:
+            log_event(log, "feed_message_skipped", logging.WARNING, topic=topic, offset=record.offset, error="no id")
+            return
+        message["id"] = str(message["id"])
+        message["stream"] = str(message.get("stream") or (record.key or b"").decode("utf-8", "replace") or NO_STREAM)
+        with self.lock:
+            if topic == self.config.scores_topic:
+                self._on_score(message)
+            elif topic == self.config.review_topic:
+                self._on_review(message)
+            else:
+                self._on_label(message)
+
+    # ------------------------------------------------------------------ state (called with the lock held)
+    def _emit(self, kind: str, payload: dict) -> None:
+        self.seq += 1
+        self.events.append((self.seq, kind, payload))
+
+    def _on_score(self, m: dict) -> None:
+        row = self.streams.setdefault(m["stream"], {"stream": m["stream"], "windows": 0, "alarms": 0})
+        row["windows"] += 1
+        row["alarms"] += bool(m.get("is_anomaly"))
+        row.update(last_score=m.get("score"), threshold=m.get("threshold"), threshold_mode=m.get("threshold_mode"),
+                   model_version=m.get("model_version"), last_at=m.get("scored_at"))
+        recent = self.recent.setdefault(m["stream"], deque(maxlen=self.config.recent))
+        recent.appendleft({k: m.get(k) for k in ("id", "stream", "score", "threshold", "is_anomaly", "scored_at",
+                                                 "model_version")})
+        self._emit("stream", dict(row))
+
+    def _on_review(self, m: dict) -> None:
+        label = self.labels.get(m["id"])
+        alarm = {**m, "status": _status(label), "labelled_by": label and label["labelled_by"]}
+        _bounded_put(self.alarms, m["id"], alarm, self.config.max_alarms)
+        self._emit("alarm", summary(alarm))
+
+    def _on_label(self, m: dict) -> None:
+        label = {"id": m["id"], "label": m.get("label"), "labelled_by": str(m.get("labelled_by")), "at": m.get("at")}
+        _bounded_put(self.labels, m["id"], label, self.config.max_alarms)
+        if m["id"] in self.alarms:
+            self.alarms[m["id"]].update(status=_status(label), labelled_by=label["labelled_by"])
+        self._emit("label", label)
+
+    # ------------------------------------------------------------------ reads
+    def events_after(self, seq: int) -> list[tuple[int, str, dict]]:
+        with self.lock:
+            return [event for event in self.events if event[0] > seq]
+
+    def snapshot(self) -> dict:
+        """Streams and alarms (newest first) with the event sequence number they are current at."""
+        with self.lock:
+            return {"seq": self.seq, "streams": [dict(row) for row in self.streams.values()],
+                    "alarms": [summary(a) for a in reversed(self.alarms.values())]}
+
+    def recent_windows(self, stream: str) -> list[dict]:
+        with self.lock:
+            rows = [dict(r) for r in self.recent.get(stream, ())]
+            for row in rows:
+                row["has_values"] = row["id"] in self.values or row["id"] in self.alarms
+                row["label"] = self.labels.get(row["id"], {}).get("label")
+        return rows
+
+    def window(self, window_id: str) -> dict | None:
+        """A flagged window (review message) or an input window's values; None if neither is kept."""
+        with self.lock:
+            if window_id in self.alarms:
+                return dict(self.alarms[window_id])
+            if window_id in self.values:
+                stream, raw = self.values[window_id]
+                scored = next((r for r in self.recent.get(stream, ()) if r["id"] == window_id), {})
+                label = self.labels.get(window_id)
+                return {**scored, "id": window_id, "stream": stream, "values": raw, "top_segments": [],
+                        "status": _status(label), "labelled_by": label and label["labelled_by"]}
+        return None
+
+    # ------------------------------------------------------------------ writes
+    def label(self, window: dict, label: int, user: str, timeout_s: float = 10.0) -> None:
+        """Publish one confirmation and wait for the broker's acknowledgement."""
+        value = encode_confirmation(window["id"], label, np.asarray(window["values"], dtype=np.float64), user,
+                                    stream=window["stream"], model_version=window.get("model_version"))
+        self._producer.send(self.config.labels_topic, key=window["stream"].encode(), value=value).get(timeout_s)
+
+    def mark_skipped(self, window_id: str) -> None:
+        with self.lock:
+            if window_id in self.alarms and self.alarms[window_id]["status"] == "pending":
+                self.alarms[window_id]["status"] = "skipped"
+
+
+def _status(label: dict | None) -> str:
+    if label is None:
+        return "pending"
+    return "confirmed" if label["label"] == 1 else "false_alarm"
+
+
+def summary(alarm: dict) -> dict:
+    """An alarm without its values (the list and the event stream stay small)."""
+    return {k: alarm.get(k) for k in ("id", "stream", "score", "threshold", "model_version", "scored_at", "status",
+                                      "labelled_by", "reason")}
