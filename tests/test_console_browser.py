@@ -118,7 +118,10 @@ def test_alarms_appear_live_and_clicks_publish_exactly_those_labels(live):
     browser, wait = live.browser, live.wait
     wait.until(lambda b: len(alarm_ids(b)) >= 10)  # pushed by Server-Sent Events: the page was never reloaded
     select_stream(live, "119")
-    first = shown_id(browser)
+    pvcs = {m.id for m, y in zip(messages(live.windows), live.windows.y) if y == 1}
+    first = next(i for i in alarm_ids(browser) if i in pvcs)  # a flagged PVC: the README's screenshot
+    browser.find_element(By.CSS_SELECTOR, f"#alarm-list li[data-id='{first}']").click()
+    wait.until(lambda b: shown_id(b) == first and b.find_elements(By.CSS_SELECTOR, "#alarm-detail svg polyline.recon"))
     assert browser.find_elements(By.CSS_SELECTOR, "#alarm-detail svg rect.segment")  # top segments highlighted
     if SCREENSHOT:
         browser.save_screenshot(SCREENSHOT)
