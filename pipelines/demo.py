@@ -8,6 +8,9 @@
 4. Replays held-out records (never seen in training) into the input topic, with their
    true labels, while a live summary follows the scores topic.
 5. Stops the scorer cleanly (SIGTERM) and prints the final AUROC.
+
+With --console, the scorer also publishes flagged windows to a review topic and the review
+console (`agad-stream console`) serves them on http://127.0.0.1:8765/ until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from tqdm.auto import tqdm
 
 from agad_stream import AGAD, ModelRegistry
 from modalities import Modality, Windows, get_modality
+from pipelines.console.command import DEFAULT_PORT, start_console_process
 from pipelines.model_dir import save_model_dir
 from pipelines.monitor import LiveSummary, follow, format_snapshot, open_scores
 from pipelines.replay import send_messages, window_messages
@@ -93,6 +97,7 @@ def start_scorer(registry: Path, topics: dict[str, str], args: argparse.Namespac
         "--bootstrap-servers", args.bootstrap_servers, "--in-topic", topics["in"], "--out-topic", topics["out"],
         "--dlq-topic", topics["dlq"], "--group", topics["group"], "--device", args.device,
         "--metrics-port", str(args.metrics_port), "--torch-threads", str(args.torch_threads),
+        *(["--review-topic", topics["review"]] if "review" in topics else []),
     ]
     with open(log_path, "w") as log:
         return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
@@ -165,18 +170,34 @@ def run_demo(args: argparse.Namespace, data: Path) -> int:
     run_id = uuid.uuid4().hex[:8]
     topics = {"in": f"agad-demo-{run_id}-windows", "out": f"agad-demo-{run_id}-scores",
               "dlq": f"agad-demo-{run_id}-dead-letters", "group": f"agad-demo-{run_id}"}
-    create_topics(args.bootstrap_servers, [topics["in"], topics["out"], topics["dlq"]], partitions=args.partitions)
+    if args.console:
+        topics.update(review=f"agad-demo-{run_id}-review", labels=f"agad-demo-{run_id}-labels")
+    create_topics(args.bootstrap_servers, [t for k, t in topics.items() if k != "group"], partitions=args.partitions)
     replay = modality.load(data, records=args.replay_records.split(","))
     log_path = work / "scorer.log"
     scorer = start_scorer(registry, topics, args, log_path)
+    console = None
     try:
         wait_until_assigned(scorer, log_path, topics["in"])
+        if args.console:
+            console, token = start_console_process(registry, topics, args.bootstrap_servers, args.console_port,
+                                                   args.metrics_port, work / "console.log")
+            print(f"review console: http://127.0.0.1:{args.console_port}/  (log in with the token {token})", flush=True)
         print(f"scorer running (log: {log_path}); replaying {len(replay)} beats of records {args.replay_records} "
               f"({int(replay.y.sum())} PVCs) {f'at {args.rate:g}/s' if args.rate else 'as fast as possible'} "
               f"into {topics['in']}", flush=True)
         final = watch_scores(replay, topics, scorer, args)
+        if console is not None:
+            print(f"\nscored: {format_snapshot(final)}\nreview the alarms in the console; Ctrl-C stops the demo",
+                  flush=True)
+            try:
+                console.wait()
+            except KeyboardInterrupt:
+                pass
     finally:
         stop_scorer(scorer)
+        if console is not None:
+            stop_scorer(console)
     print("\nfinal: " + format_snapshot(final))
     if final["scored"] < len(replay):
         print(f"only {final['scored']} of {len(replay)} windows were scored; see {log_path}", file=sys.stderr)
@@ -206,6 +227,9 @@ def register(subparsers) -> None:
     p.add_argument("--metrics-port", type=int, default=0, help="scorer's Prometheus port (0 = off)")
     p.add_argument("--idle-timeout", type=float, default=60.0, help="give up after this many seconds without a score")
     p.add_argument("--work-dir", default=str(REPO / ".work" / "demo"), help="model, registry and scorer log")
+    p.add_argument("--console", action="store_true",
+                   help="also publish flagged windows to a review topic and serve the review console until Ctrl-C")
+    p.add_argument("--console-port", type=int, default=DEFAULT_PORT, help=f"console port (default {DEFAULT_PORT})")
     p.set_defaults(func=run)
 
 
