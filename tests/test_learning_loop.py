@@ -1,9 +1,11 @@
 """The learning loop through a real Kafka broker: confirmations -> label store -> retrain ->
 gate -> registry -> the scorer serves the new version; rollback; crash safety.
 
-The anomaly type is a flattened T wave (the beat after its QRS set to the baseline): a
-model trained on normal beats of record 119 scores it *lower* than normal beats, so only
-confirmed examples can teach it. Models are tiny and train in a few seconds.
+The anomaly type is an inverted T wave (the beat after its QRS mirrored about the baseline
+at half amplitude, as in ischaemia): a model trained on normal beats of record 119 scores it
+*lower* than normal beats, so only confirmed examples can teach it (a flat T wave would be
+caught by the scorer's flatline check instead of the model). Models are tiny and train in
+a few seconds.
 """
 
 import json
@@ -43,10 +45,11 @@ HOLDOUT = 0.3
 FPR_SLACK = 0.06
 
 
-def flatten_t(raw: np.ndarray) -> np.ndarray:
-    flat = raw.copy()
-    flat[..., T_WAVE_START:] = np.median(raw, axis=-1, keepdims=True)
-    return flat
+def invert_t(raw: np.ndarray) -> np.ndarray:
+    baseline = np.median(raw, axis=-1, keepdims=True)
+    inverted = raw.copy()
+    inverted[..., T_WAVE_START:] = baseline - 0.5 * (raw[..., T_WAVE_START:] - baseline)
+    return inverted
 
 
 @pytest.fixture(scope="module")
@@ -113,13 +116,13 @@ def figures(records, prefix_normal: str, prefix_anomaly: str) -> tuple[float, fl
 def test_confirmations_retrain_promote_and_the_scorer_switches_then_rolls_back(registry, template, labels_topic):
     topics, labels = labels_topic
     _, reference, held, _ = template
-    before = windows_messages("before-normal", held, 0) + windows_messages("before-flat", flatten_t(held), 1)
-    after = windows_messages("after-normal", held, 0) + windows_messages("after-flat", flatten_t(held), 1)
+    before = windows_messages("before-normal", held, 0) + windows_messages("before-inverted", invert_t(held), 1)
+    after = windows_messages("after-normal", held, 0) + windows_messages("after-inverted", invert_t(held), 1)
     back = windows_messages("back-normal", held[:10], 0)
     with ThreadScorer(scorer_config(topics), ModelSource(registry=registry.root, device="cpu")):
         send(topics.bootstrap, topics.input, before)
         read_topic(topics.bootstrap, topics.output, until_ids({m.id for m in before}))
-        confirm(topics.bootstrap, labels, "confirmed-flat", flatten_t(reference[:40]), 1)  # never in `held`
+        confirm(topics.bootstrap, labels, "confirmed-inverted", invert_t(reference[:40]), 1)  # never in `held`
         assert retrain(registry, topics.bootstrap, labels) == 0
         entry = registry.read_log()[-1]
         assert entry["event"] == "promoted", entry["reasons"]
@@ -135,8 +138,8 @@ def test_confirmations_retrain_promote_and_the_scorer_switches_then_rolls_back(r
     assert {version[m.id] for m in before} == {1}
     assert {version[m.id] for m in after} == {2}  # the first batch after the promotion already uses it
     assert {version[m.id] for m in back} == {1}
-    auroc_before, recall_before = figures(scores, "before-normal", "before-flat")
-    auroc_after, recall_after = figures(scores, "after-normal", "after-flat")
+    auroc_before, recall_before = figures(scores, "before-normal", "before-inverted")
+    auroc_after, recall_after = figures(scores, "after-normal", "after-inverted")
     assert auroc_before < 0.6 and auroc_after > 0.9, (auroc_before, auroc_after)
     assert recall_after >= recall_before + 0.2, (recall_before, recall_after)
     meta = registry.metadata(2)
@@ -184,7 +187,7 @@ def test_bad_confirmations_are_dead_lettered_and_good_ones_kept(registry, templa
 def test_sigkill_during_retrain_leaves_the_previous_version_and_loses_no_label(
         registry, template, labels_topic, scorer_processes, stage):
     topics, labels = labels_topic
-    ids = confirm(topics.bootstrap, labels, "flat", flatten_t(template[1][:30]), 1)
+    ids = confirm(topics.bootstrap, labels, "inverted", invert_t(template[1][:30]), 1)
     args = ["--model-registry", str(registry.root), "--bootstrap-servers", topics.bootstrap, "--labels-topic", labels,
             "--group", f"{labels}-retrain", "--once", "--min-new", "5", "--holdout", str(HOLDOUT),
             "--max-fpr-increase", str(FPR_SLACK)]
