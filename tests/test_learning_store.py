@@ -27,7 +27,9 @@ def test_a_good_confirmation_decodes_with_its_fields():
 @pytest.mark.parametrize("value, reason, words", [
     (b"", codec.UNDECODABLE, "empty"),
     (b"{nope", codec.UNDECODABLE, "not JSON"),
-    (b"[1, 2]", codec.UNDECODABLE, "JSON object"),
+    (b"[1, 2]", codec.UNDECODABLE, "must be an object"),
+    (b'{"id": ' + b"[" * 5000 + b"]" * 5000 + b"}", codec.UNDECODABLE, "nested"),
+    (json.dumps({"id": 1.5, "label": 1, "values": [0] * 8, "labelled_by": "x"}).encode(), codec.UNDECODABLE, "'id'"),
     (json.dumps({"id": "a", "label": 1, "values": [0] * 8}).encode(), codec.UNDECODABLE, "labelled_by"),
     (json.dumps({"id": "a", "label": 2, "values": [0] * 8, "labelled_by": "x"}).encode(), codec.UNDECODABLE, "'label'"),
     (json.dumps({"id": "a", "label": True, "values": [0] * 8, "labelled_by": "x"}).encode(), codec.UNDECODABLE, "'label'"),
@@ -70,3 +72,13 @@ def test_the_split_is_fixed_by_id_and_the_holdout_cannot_change(tmp_path):
         LabelStore(tmp_path / "labels.sqlite", holdout=0.5)
     with pytest.raises(ValueError, match="split must be one of"):
         LabelStore(tmp_path / "labels.sqlite").windows("test")
+
+
+def test_an_unforeseen_error_is_a_dead_letter_not_a_crash(monkeypatch):
+    def broken(values, shape):
+        raise RecursionError("deep")
+
+    monkeypatch.setattr(codec, "fit_shape", broken)
+    with pytest.raises(codec.InvalidMessage, match="unexpected RecursionError: deep") as error:
+        decode_confirmation(encode_confirmation("w1", 1, np.zeros(SHAPE), "bob"), None, SHAPE)
+    assert error.value.reason == codec.UNDECODABLE

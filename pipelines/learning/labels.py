@@ -33,20 +33,31 @@ class Confirmation:
 
 def decode_confirmation(value: bytes | None, key: bytes | None, raw_shape: tuple[int, ...],
                         max_bytes: int = codec.DEFAULT_MAX_MESSAGE_BYTES) -> Confirmation:
-    """Decode and check one confirmation against the served model's raw window shape."""
+    """Decode and check one confirmation against the served model's raw window shape.
+
+    Raises InvalidMessage and nothing else: an unforeseen error is wrapped as `undecodable`,
+    so one message can never stop the retrain job.
+    """
+    try:
+        return _decode_confirmation(value, key, raw_shape, max_bytes)
+    except codec.InvalidMessage:
+        raise
+    except Exception as error:
+        raise codec.InvalidMessage(codec.UNDECODABLE, f"unexpected {type(error).__name__}: {error}") from None
+
+
+def _decode_confirmation(value: bytes | None, key: bytes | None, raw_shape: tuple[int, ...], max_bytes: int) -> Confirmation:
     if not value:
         raise codec.InvalidMessage(codec.UNDECODABLE, "empty message value")
     if len(value) > max_bytes:
         raise codec.InvalidMessage(codec.OVERSIZE, f"{len(value)} bytes exceeds the limit of {max_bytes}")
-    try:
-        message = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise codec.InvalidMessage(codec.UNDECODABLE, f"not JSON ({error})") from None
-    if not isinstance(message, dict):
-        raise codec.InvalidMessage(codec.UNDECODABLE, f"a confirmation must be a JSON object, got {type(message).__name__}")
+    message = codec.load_json_object(value)
     missing = [name for name in REQUIRED if message.get(name) in (None, "")]
     if missing:
         raise codec.InvalidMessage(codec.UNDECODABLE, f"confirmation lacks {missing}")
+    window_id = message["id"]
+    if isinstance(window_id, bool) or not isinstance(window_id, (str, int)):
+        raise codec.InvalidMessage(codec.UNDECODABLE, f"'id' must be a string or an integer, got {window_id!r}")
     label = message["label"]
     if isinstance(label, bool) or label not in (0, 1):
         raise codec.InvalidMessage(codec.UNDECODABLE, f"'label' must be 1 (anomaly) or 0 (false alarm), got {label!r}")
@@ -58,7 +69,7 @@ def decode_confirmation(value: bytes | None, key: bytes | None, raw_shape: tuple
         raise codec.InvalidMessage(codec.NON_FINITE, f"{int((~np.isfinite(values)).sum())} value(s) are NaN or inf")
     version = message.get("model_version")
     return Confirmation(
-        id=str(message["id"]), stream=message.get("stream") or (key.decode("utf-8", "replace") if key else None),
+        id=str(window_id), stream=message.get("stream") or (key.decode("utf-8", "replace") if key else None),
         label=int(label), values=values, labelled_by=message["labelled_by"],
         at=message.get("at") or codec.iso_utc(time.time()), model_version=None if version is None else str(version),
     )
