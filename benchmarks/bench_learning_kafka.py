@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -36,7 +36,7 @@ from pipelines.learning.labels import encode_confirmation  # noqa: E402
 from pipelines.learning.reference import save_reference  # noqa: E402
 from pipelines.model_dir import save_model_dir  # noqa: E402
 from pipelines.replay import Message, window_messages  # noqa: E402
-from pipelines.streaming.kafka_io import create_topics, make_producer  # noqa: E402
+from pipelines.streaming.kafka_io import create_topics, make_consumer, make_producer  # noqa: E402
 
 TRAIN_RECORDS = ["100", "105", "108", "116", "121", "123"]
 TEST_RECORDS = ["119", "200"]
@@ -64,7 +64,7 @@ def send(bootstrap: str, topic: str, messages) -> float:
 
 
 def output_records(bootstrap: str, topic: str, count: int, timeout_s: float = 600.0) -> list:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = make_consumer(bootstrap, group_id=None, enable_auto_commit=False)
     tp = TopicPartition(topic, 0)
     consumer.assign([tp])
     consumer.seek_to_beginning(tp)
@@ -173,7 +173,7 @@ def main() -> None:
         retrain_s = time.time() - retrain_started
         new_version = registry.current_version()
         served_at = None
-        consumer = KafkaConsumer(f"{names['serve']}-out", bootstrap_servers=args.bootstrap_servers, group_id=None,
+        consumer = make_consumer(args.bootstrap_servers, f"{names['serve']}-out", group_id=None,
                                  auto_offset_reset="earliest")
         deadline = time.monotonic() + 120
         while served_at is None and time.monotonic() < deadline:

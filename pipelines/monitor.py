@@ -19,7 +19,7 @@ import numpy as np
 from kafka import KafkaConsumer, TopicPartition
 from sklearn.metrics import roc_auc_score
 
-from pipelines.streaming.kafka_io import quiet_kafka_logging
+from pipelines.streaming.kafka_io import make_consumer, quiet_kafka_logging
 
 PARTITION_WAIT_S = 30.0
 #: latency percentiles cover the most recent scores
@@ -84,8 +84,7 @@ def format_snapshot(s: dict) -> str:
 
 def open_scores(bootstrap_servers: str, topic: str, from_beginning: bool) -> KafkaConsumer:
     """A group-less consumer on every partition of `topic` (waits for the topic to exist)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False,
-                             max_poll_records=2000)
+    consumer = make_consumer(bootstrap_servers, group_id=None, enable_auto_commit=False, max_poll_records=2000)
     deadline = time.monotonic() + PARTITION_WAIT_S
     partitions = consumer.partitions_for_topic(topic)
     while not partitions:

@@ -21,13 +21,13 @@ from typing import Callable
 
 import pytest
 import torch
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
 from agad_stream import AGAD
 from modalities import Windows, get_modality
 from pipelines.model_dir import save_model_dir
 from pipelines.replay import Message, window_messages
-from pipelines.streaming.kafka_io import broker_answers, create_topics, make_producer
+from pipelines.streaming.kafka_io import broker_answers, create_topics, make_consumer, make_producer
 from pipelines.streaming.loop import Scorer, ScorerConfig
 from pipelines.streaming.metrics import ScorerMetrics
 from pipelines.streaming.serving import ModelSource
@@ -135,7 +135,7 @@ class Received:
 def read_topic(bootstrap: str, topic: str, done: Callable[[list[Received]], bool] | None = None,
                timeout_s: float = 60.0) -> list[Received]:
     """Records of `topic` from its start, until `done(records)` (default: the current end) or the timeout."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = make_consumer(bootstrap, group_id=None, enable_auto_commit=False)
     partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
     consumer.assign(partitions)
     consumer.seek_to_beginning(*partitions)
@@ -201,8 +201,9 @@ class ThreadScorer:
 class ScorerProcess:
     """`agad-stream score` (or another `command`) in a subprocess, its log collected line by line."""
 
-    def __init__(self, args: list[str], command: str = "score", env: dict[str, str] | None = None):
-        argv = [sys.executable, "-m", "pipelines.cli", command, *args]
+    def __init__(self, args: list[str], command: str = "score", env: dict[str, str] | None = None,
+                 log_level: str = "INFO"):
+        argv = [sys.executable, "-m", "pipelines.cli", "--log-level", log_level, command, *args]
         self.process = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                         env={**os.environ, **(env or {})})
         self.lines: list[str] = []

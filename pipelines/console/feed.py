@@ -15,11 +15,11 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 import numpy as np
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
 from pipelines.learning.labels import encode_confirmation
 from pipelines.streaming import codec
-from pipelines.streaming.kafka_io import make_producer
+from pipelines.streaming.kafka_io import make_consumer, make_producer
 from pipelines.streaming.metrics import log_event
 
 log = logging.getLogger("agad_stream.console")
@@ -85,7 +85,7 @@ class Feed:
     def _run(self) -> None:
         topics = [self.config.scores_topic, self.config.review_topic, self.config.labels_topic,
                   *([self.config.windows_topic] if self.config.windows_topic else [])]
-        consumer = KafkaConsumer(bootstrap_servers=self.config.bootstrap_servers, group_id=None,
+        consumer = make_consumer(self.config.bootstrap_servers, group_id=None,
                                  enable_auto_commit=False, max_partition_fetch_bytes=16 * 1024 * 1024)
         try:
             partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or [0])]

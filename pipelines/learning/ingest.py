@@ -13,13 +13,13 @@ import logging
 import time
 from dataclasses import dataclass
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from pipelines.learning.labels import decode_confirmation
 from pipelines.learning.store import LabelStore
 from pipelines.streaming import codec
-from pipelines.streaming.kafka_io import make_producer
+from pipelines.streaming.kafka_io import make_consumer, make_producer
 from pipelines.streaming.metrics import log_event
 
 log = logging.getLogger("agad_stream.retrain")
@@ -39,7 +39,7 @@ class LabelIngest:
     def __init__(self, bootstrap_servers: str, topic: str, dlq_topic: str, group: str, store: LabelStore,
                  raw_shape: tuple[int, ...]):
         self.topic, self.dlq_topic, self.store, self.raw_shape = topic, dlq_topic, store, raw_shape
-        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False,
+        self.consumer = make_consumer(bootstrap_servers, group_id=group, enable_auto_commit=False,
                                       auto_offset_reset="earliest", max_poll_records=500)
         partitions = self.consumer.partitions_for_topic(topic)
         if not partitions:

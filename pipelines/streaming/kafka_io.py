@@ -1,12 +1,17 @@
-"""Small broker helpers shared by replay, monitor, demo, tests and the benchmark."""
+"""Small broker helpers shared by replay, monitor, demo, tests and the benchmark.
+
+Every Kafka client of the pipeline is built here (`make_producer`, `make_consumer`,
+`make_admin`), so each one gets the security settings of `pipelines.streaming.security`."""
 
 from __future__ import annotations
 
 import logging
 
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from pipelines.streaming import security
 
 
 def broker_answers(bootstrap_servers: str, timeout_ms: int = 3000) -> bool:
@@ -16,8 +21,7 @@ def broker_answers(bootstrap_servers: str, timeout_ms: int = 3000) -> bool:
     level = kafka_log.level
     kafka_log.setLevel(logging.CRITICAL)
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, bootstrap_timeout_ms=timeout_ms,
-                                 request_timeout_ms=timeout_ms)
+        admin = make_admin(bootstrap_servers, bootstrap_timeout_ms=timeout_ms, request_timeout_ms=timeout_ms)
         try:
             return bool(admin.describe_cluster().get("brokers"))
         finally:
@@ -32,7 +36,7 @@ def create_topics(bootstrap_servers: str, names: list[str], partitions: int = 1,
                   configs: dict[str, str] | None = None) -> None:
     """Create topics (replication factor 1, the local broker; topic `configs` such as
     max.message.bytes) and wait until they have leaders; existing topics are left as they are."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = make_admin(bootstrap_servers)
     try:
         for name in names:
             try:
@@ -47,8 +51,7 @@ def create_topics(bootstrap_servers: str, names: list[str], partitions: int = 1,
 def topic_max_message_bytes(bootstrap_servers: str, topic: str, timeout_ms: int = 10_000) -> int | None:
     """The topic's max.message.bytes (the largest record batch the broker accepts for it), or
     None when the topic does not exist yet; broker errors propagate."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, bootstrap_timeout_ms=timeout_ms,
-                             request_timeout_ms=timeout_ms)
+    admin = make_admin(bootstrap_servers, bootstrap_timeout_ms=timeout_ms, request_timeout_ms=timeout_ms)
     try:
         resource = ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": None})
         entry = admin.describe_configs([resource], config_filter="all").get("topic", {}).get(topic, {})
@@ -62,7 +65,15 @@ def make_producer(bootstrap_servers: str, **overrides) -> KafkaProducer:
     settings = dict(acks="all", linger_ms=5, batch_size=256 * 1024, max_request_size=16 * 1024 * 1024,
                     reconnect_backoff_max_ms=5000)
     settings.update(overrides)
-    return KafkaProducer(bootstrap_servers=bootstrap_servers, **settings)
+    return KafkaProducer(bootstrap_servers=bootstrap_servers, **security.client_kwargs(), **settings)
+
+
+def make_consumer(bootstrap_servers: str, *topics: str, **settings) -> KafkaConsumer:
+    return KafkaConsumer(*topics, bootstrap_servers=bootstrap_servers, **security.client_kwargs(), **settings)
+
+
+def make_admin(bootstrap_servers: str, **settings) -> KafkaAdminClient:
+    return KafkaAdminClient(bootstrap_servers=bootstrap_servers, **security.client_kwargs(), **settings)
 
 
 def quiet_kafka_logging() -> None:

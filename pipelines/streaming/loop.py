@@ -35,7 +35,7 @@ from kafka.record import util as kafka_record_util
 from kafka.structs import OffsetAndMetadata
 
 from pipelines.streaming import codec
-from pipelines.streaming.kafka_io import topic_max_message_bytes
+from pipelines.streaming.kafka_io import make_consumer, make_producer, topic_max_message_bytes
 from pipelines.streaming.metrics import ScorerMetrics, log_event
 from pipelines.streaming.rebalance import PendingRecords, RedeliverOnRebalance
 from pipelines.streaming.serving import ModelSource, ServedModel
@@ -82,6 +82,10 @@ class ScorerConfig:
     progress_every_s: float = 10.0
     #: every flagged window, with its values, for reviewers (None: off)
     review_topic: str | None = None
+    #: longest the broker holds a fetch while it has no new record (kafka-python's default is 500)
+    fetch_max_wait_ms: int = 100
+    #: how long the producer waits for more records before sending a request
+    linger_ms: int = 5
 
 
 @dataclass
@@ -425,11 +429,11 @@ class Scorer:
         self.producer = None
 
     def _make_producer(self) -> KafkaProducer:
-        return KafkaProducer(
-            bootstrap_servers=self.config.bootstrap_servers,
+        return make_producer(
+            self.config.bootstrap_servers,
             client_id=self.config.client_id,
             acks="all",
-            linger_ms=5,
+            linger_ms=self.config.linger_ms,
             batch_size=min(256 * 1024, self._dlq_limit),  # a batch of dead letters never outgrows their topic
             max_request_size=16 * 1024 * 1024,
             request_timeout_ms=10_000,
@@ -440,14 +444,14 @@ class Scorer:
         )
 
     def _make_consumer(self) -> KafkaConsumer:
-        consumer = KafkaConsumer(
-            bootstrap_servers=self.config.bootstrap_servers,
+        consumer = make_consumer(
+            self.config.bootstrap_servers,
             client_id=self.config.client_id,
             group_id=self.config.group,
             enable_auto_commit=False,
             auto_offset_reset=self.config.offset_reset,
             max_poll_records=self.config.max_batch,
-            fetch_max_wait_ms=100,
+            fetch_max_wait_ms=self.config.fetch_max_wait_ms,
             session_timeout_ms=self.config.session_timeout_ms,
             heartbeat_interval_ms=max(500, self.config.session_timeout_ms // 4),
             reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
