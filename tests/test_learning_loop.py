@@ -205,3 +205,17 @@ def test_sigkill_during_retrain_leaves_the_previous_version_and_loses_no_label(
     store = LabelStore(registry.root / "labels.sqlite")
     assert store.counts()["confirmations"] == len(ids)  # nothing read twice, nothing lost
     assert sorted(store.windows("train").ids + store.windows("validation").ids) == sorted(ids)
+
+
+def test_the_long_lived_job_retrains_when_due_and_outlives_bad_messages(registry, template, labels_topic,
+                                                                         scorer_processes):
+    topics, labels = labels_topic
+    job = scorer_processes(["--model-registry", str(registry.root), "--bootstrap-servers", topics.bootstrap,
+                            "--labels-topic", labels, "--group", f"{labels}-retrain", "--every", "1s",
+                            "--min-new", "5", "--holdout", str(HOLDOUT), "--max-fpr-increase", str(FPR_SLACK)],
+                           command="retrain")
+    send(topics.bootstrap, labels, [Message("bad", b"119", b"{not json", [])])
+    job.wait_for("event=dead_letter")
+    confirm(topics.bootstrap, labels, "inverted", invert_t(template[1][:30]), 1)
+    job.wait_for("event=promoted", timeout_s=150)
+    assert job.process.poll() is None and registry.current_version() == 2

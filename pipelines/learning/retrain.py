@@ -21,6 +21,7 @@ import argparse
 import logging
 import os
 import re
+import sqlite3
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -202,15 +203,21 @@ def run(args: argparse.Namespace) -> int:
                 stats = ingest.drain()
                 if stats.received:
                     log_event(log, "labels_ingested", **vars(stats), **store.counts())
-            except KafkaError as error:  # reconnect and re-read from the committed offsets
-                log_event(log, "broker_error", logging.WARNING, error=repr(error))
+            except (KafkaError, sqlite3.Error) as error:  # nothing committed: reconnect, re-read from the committed offsets
+                log_event(log, "ingest_failed", logging.WARNING, error=repr(error))
                 if ingest is not None:
                     ingest.close()
                 ingest = None
                 if args.once:
                     return 1
             if args.once or time.monotonic() - last_retrain >= every_s:
-                if retrain_once(registry, store, config) is not None:
+                try:
+                    if retrain_once(registry, store, config) is not None:
+                        last_retrain = time.monotonic()
+                except Exception as error:  # the registry is as it was and the labels stay new: retry next time
+                    if args.once:
+                        raise
+                    log_event(log, "retrain_failed", logging.ERROR, error=repr(error), retry_in_s=every_s)
                     last_retrain = time.monotonic()
             if args.once:
                 return 0
