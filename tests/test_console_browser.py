@@ -17,7 +17,7 @@ pytest.register_assert_rewrite("kafka_support", "console_support")
 
 from agad_stream import ModelRegistry  # noqa: E402
 from console_support import Console, users_file  # noqa: E402
-from kafka_support import ThreadScorer, Topics, messages, read_topic, scorer_config, send  # noqa: E402
+from kafka_support import ThreadScorer, Topics, messages, read_topic, scorer_config, send, until_ids  # noqa: E402
 from pipelines.replay import encode_message  # noqa: E402
 from pipelines.streaming.kafka_io import create_topics  # noqa: E402
 from pipelines.streaming.serving import ModelSource  # noqa: E402
@@ -91,7 +91,9 @@ def live(kafka_bootstrap, model_dirs, ecg_windows, tmp_path_factory):
             wait.until(lambda b: b.find_element(By.ID, "whoami").text == "alice (reviewer)")
             pvc = ecg_windows.X[ecg_windows.y == 1]
             hostile = [encode_message(f"{XSS}:{i}", XSS, pvc[i], None, "json") for i in range(3)]
-            send(kafka_bootstrap, setup.topics.input, messages(ecg_windows) + hostile)  # after the page loaded
+            batch = messages(ecg_windows) + hostile
+            send(kafka_bootstrap, setup.topics.input, batch)  # after the page loaded
+            read_topic(kafka_bootstrap, setup.topics.output, until_ids({m.id for m in batch}))  # all scored
             setup.browser, setup.wait, setup.windows = browser, wait, ecg_windows
             yield setup
         finally:
@@ -116,7 +118,10 @@ def select_stream(live, stream: str) -> None:
 
 def test_alarms_appear_live_and_clicks_publish_exactly_those_labels(live):
     browser, wait = live.browser, live.wait
-    wait.until(lambda b: len(alarm_ids(b)) >= 10)  # pushed by Server-Sent Events: the page was never reloaded
+    flagged = {r.json()["id"] for r in read_topic(live.topics.bootstrap, live.review)}
+    assert len(flagged) >= 10
+    # every alarm is pushed by Server-Sent Events: the page was loaded before the first window was sent
+    wait.until(lambda b: set(alarm_ids(b)) == flagged)
     select_stream(live, "119")
     pvcs = {m.id for m, y in zip(messages(live.windows), live.windows.y) if y == 1}
     first = next(i for i in alarm_ids(browser) if i in pvcs)  # a flagged PVC: the README's screenshot

@@ -8,7 +8,6 @@ Server-Sent Events endpoint reads by sequence number.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections import OrderedDict, deque
@@ -19,7 +18,7 @@ from kafka import TopicPartition
 
 from pipelines.learning.labels import encode_confirmation
 from pipelines.streaming import codec
-from pipelines.streaming.kafka_io import make_consumer, make_producer
+from pipelines.streaming.kafka_io import create_topics, make_consumer, make_producer
 from pipelines.streaming.metrics import log_event
 
 log = logging.getLogger("agad_stream.console")
@@ -67,7 +66,13 @@ class Feed:
         self.ready = threading.Event()
 
     # ------------------------------------------------------------------ lifecycle
+    def topics(self) -> list[str]:
+        return [self.config.scores_topic, self.config.review_topic, self.config.labels_topic,
+                *([self.config.windows_topic] if self.config.windows_topic else [])]
+
     def start(self) -> Feed:
+        """Create missing topics (the labels topic often is, before the first confirmation), then follow them."""
+        create_topics(self.config.bootstrap_servers, self.topics())
         self._producer = make_producer(self.config.bootstrap_servers, linger_ms=0)
         self._thread.start()
         return self
@@ -83,12 +88,11 @@ class Feed:
             self._producer.close()
 
     def _run(self) -> None:
-        topics = [self.config.scores_topic, self.config.review_topic, self.config.labels_topic,
-                  *([self.config.windows_topic] if self.config.windows_topic else [])]
+        topics = self.topics()
         consumer = make_consumer(self.config.bootstrap_servers, group_id=None,
                                  enable_auto_commit=False, max_partition_fetch_bytes=16 * 1024 * 1024)
         try:
-            partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or [0])]
+            partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
             consumer.assign(partitions)
             if self.config.start == "earliest":
                 consumer.seek_to_beginning(*partitions)
