@@ -16,7 +16,7 @@ import pytest
 pytest.register_assert_rewrite("kafka_support", "console_support")
 
 from agad_stream import ModelRegistry  # noqa: E402
-from console_support import Console, users_file  # noqa: E402
+from console_support import Console, free_port, users_file  # noqa: E402
 from kafka_support import ThreadScorer, Topics, messages, read_topic, scorer_config, send, until_ids  # noqa: E402
 from pipelines.replay import encode_message  # noqa: E402
 from pipelines.streaming.kafka_io import create_topics  # noqa: E402
@@ -62,11 +62,13 @@ class Live:
         create_topics(bootstrap, [self.topics.input, self.topics.output, self.topics.dlq, self.review, self.labels])
         registry = ModelRegistry(folder / "registry")
         registry.publish(model_dir)
-        self.scorer = ThreadScorer(scorer_config(self.topics, review_topic=self.review),
+        metrics_port = free_port()
+        self.scorer = ThreadScorer(scorer_config(self.topics, review_topic=self.review, metrics_port=metrics_port),
                                    ModelSource(registry=registry.root, device="cpu"))
         self.console = Console("--bootstrap-servers", bootstrap, "--scores-topic", self.topics.output,
                                "--review-topic", self.review, "--labels-topic", self.labels,
                                "--windows-topic", self.topics.input, "--model-registry", str(registry.root),
+                               "--metrics-url", f"http://127.0.0.1:{metrics_port}/metrics",
                                "--users", str(users_file(folder)))
 
     def labels_received(self, count: int) -> list[dict]:
@@ -94,7 +96,7 @@ def live(kafka_bootstrap, model_dirs, ecg_windows, tmp_path_factory):
             batch = messages(ecg_windows) + hostile
             send(kafka_bootstrap, setup.topics.input, batch)  # after the page loaded
             read_topic(kafka_bootstrap, setup.topics.output, until_ids({m.id for m in batch}))  # all scored
-            setup.browser, setup.wait, setup.windows = browser, wait, ecg_windows
+            setup.browser, setup.wait, setup.windows, setup.sent = browser, wait, ecg_windows, len(batch)
             yield setup
         finally:
             browser.quit()
@@ -188,3 +190,17 @@ def test_kafka_strings_render_as_text(live):
     assert XSS in [td.get_attribute("textContent") for td in browser.find_elements(By.CSS_SELECTOR, "#streams td.stream-id")]
     assert browser.execute_script("return window.__xss") is None
     assert not browser.find_elements(By.CSS_SELECTOR, "img[src='x'], body script:not([src])")
+
+
+def test_health_from_the_scorer_metrics_and_no_model_buttons_for_a_reviewer(live):
+    browser, wait = live.browser, live.wait
+    browser.find_element(By.CSS_SELECTOR, "#nav button[data-view=health]").click()
+    wait.until(lambda b: "windows scored" in b.find_element(By.ID, "health").text)
+    facts = dict(zip(*[iter(e.text for e in browser.find_elements(By.CSS_SELECTOR, "#health dt, #health dd"))] * 2))
+    assert facts["windows scored"] == str(live.sent) and facts["consumer lag"] == "0"
+    assert facts["dead letters"] == "none"
+    browser.find_element(By.CSS_SELECTOR, "#nav button[data-view=models]").click()
+    wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#models tbody tr"))
+    assert "current" in browser.find_element(By.CSS_SELECTOR, "#models tbody tr").text
+    assert not browser.find_elements(By.CSS_SELECTOR, "button.promote")
+    assert not browser.find_element(By.ID, "rollback").is_displayed()
