@@ -15,11 +15,14 @@ import pytest
 
 pytest.register_assert_rewrite("kafka_support", "console_support")
 
-from agad_stream import ModelRegistry  # noqa: E402
+from agad_stream import AGAD, ModelRegistry  # noqa: E402
 from console_support import Console, free_port, users_file  # noqa: E402
 from kafka_support import ThreadScorer, Topics, messages, read_topic, scorer_config, send, until_ids  # noqa: E402
+from modalities.image import ImageModality  # noqa: E402
+from pipelines.model_dir import save_model_dir  # noqa: E402
 from pipelines.replay import encode_message  # noqa: E402
-from pipelines.streaming.kafka_io import create_topics  # noqa: E402
+from pipelines.streaming import codec  # noqa: E402
+from pipelines.streaming.kafka_io import create_topics, make_producer  # noqa: E402
 from pipelines.streaming.serving import ModelSource  # noqa: E402
 
 webdriver = pytest.importorskip("selenium.webdriver")
@@ -50,6 +53,18 @@ def chrome():
                  "--disable-gpu", "--no-first-run"):
         options.add_argument(flag)
     return webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver))
+
+
+def log_in(browser, url: str) -> WebDriverWait:
+    """Log in as alice through the form; returns a 30 s wait that tolerates the live redraws."""
+    wait = WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,))
+    browser.get(url)
+    form = browser.find_element(By.ID, "login-password")
+    form.find_element(By.NAME, "username").send_keys("alice")
+    form.find_element(By.NAME, "password").send_keys("alice-pw")
+    form.find_element(By.CSS_SELECTOR, "button").click()
+    wait.until(lambda b: b.find_element(By.ID, "whoami").text == "alice (reviewer)")
+    return wait
 
 
 class Live:
@@ -84,13 +99,7 @@ def live(kafka_bootstrap, model_dirs, ecg_windows, tmp_path_factory):
     with setup.scorer, setup.console:
         browser = chrome()
         try:
-            wait = WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,))
-            browser.get(setup.console.url)
-            form = browser.find_element(By.ID, "login-password")
-            form.find_element(By.NAME, "username").send_keys("alice")
-            form.find_element(By.NAME, "password").send_keys("alice-pw")
-            form.find_element(By.CSS_SELECTOR, "button").click()
-            wait.until(lambda b: b.find_element(By.ID, "whoami").text == "alice (reviewer)")
+            wait = log_in(browser, setup.console.url)
             pvc = ecg_windows.X[ecg_windows.y == 1]
             hostile = [encode_message(f"{XSS}:{i}", XSS, pvc[i], None, "json") for i in range(3)]
             batch = messages(ecg_windows) + hostile
@@ -204,3 +213,39 @@ def test_health_from_the_scorer_metrics_and_no_model_buttons_for_a_reviewer(live
     assert "current" in browser.find_element(By.CSS_SELECTOR, "#models tbody tr").text
     assert not browser.find_elements(By.CSS_SELECTOR, "button.promote")
     assert not browser.find_element(By.ID, "rollback").is_displayed()
+
+
+def test_image_windows_are_drawn_with_a_residual_heat_map(kafka_bootstrap, tmp_path):
+    """A 2D window (image or log-mel patch) from the review topic: the window and |x - G(x)| on canvases."""
+    modality = ImageModality(size=16)
+    images = np.random.default_rng(0).random((64, 16, 16)).astype(np.float32)
+    model = AGAD(channels=(8, 16), latent_dim=8, epochs=1, batch_size=32, verbose=False, random_state=0,
+                 device="cpu").fit(modality.prepare(images))
+    registry = ModelRegistry(tmp_path / "registry")
+    registry.publish(save_model_dir(tmp_path / "image-model", model, modality))
+    name = f"console-img-{uuid.uuid4().hex[:8]}"
+    topics = [f"{name}-scores", f"{name}-review", f"{name}-labels"]
+    create_topics(kafka_bootstrap, topics)
+    score, residuals = model.score_and_residuals(modality.prepare(images[:1]))
+    review = {"id": "img:0", "stream": "camera-1", "model_version": 1, "score": float(score[0]), "threshold": 0.0,
+              "threshold_mode": "global", "is_anomaly": True, "scored_at": "2026-01-01T00:00:00Z", "latency_ms": 1.0,
+              "top_segments": codec.top_segments(residuals)[0], "values": images[0].tolist()}
+    producer = make_producer(kafka_bootstrap)
+    producer.send(topics[1], key=b"camera-1", value=json.dumps(review).encode()).get(30)
+    producer.close()
+    with Console("--bootstrap-servers", kafka_bootstrap, "--scores-topic", topics[0], "--review-topic", topics[1],
+                 "--labels-topic", topics[2], "--model-registry", str(registry.root),
+                 "--users", str(users_file(tmp_path))) as console:
+        browser = chrome()
+        try:
+            wait = log_in(browser, console.url)
+            wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#alarm-detail canvas.heat")) == 2)
+            # distinct colours drawn on each canvas: an image, not a blank
+            colours = browser.execute_script("""
+                return [...document.querySelectorAll('#alarm-detail canvas.heat')].map(c => {
+                  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                  return new Set(Array.from({length: d.length / 4}, (_, i) => d[4 * i] + ',' + d[4 * i + 1])).size;
+                });""")
+        finally:
+            browser.quit()
+    assert all(n > 20 for n in colours), colours
