@@ -113,3 +113,11 @@ def test_label_endpoint_is_rate_limited(console):
     statuses = [call(console.url, "/api/labels", {"id": "none", "decision": "skip"}, cookie=cookie, csrf=csrf).status
                 for _ in range(22)]
     assert statuses[:20] == [404] * 20 and 429 in statuses[20:]
+
+
+def test_login_attempts_are_rate_limited(console):
+    """Password guessing from one address: 10 attempts at once, then one every 5 s (last in this module: it
+    uses up the test address's login budget)."""
+    statuses = [call(console.url, "/api/login", {"username": "alice", "password": f"guess-{n}"}).status
+                for n in range(12)]
+    assert 429 in statuses and set(statuses) <= {401, 429}

@@ -31,6 +31,7 @@ from pipelines.streaming.metrics import log_event
 log = logging.getLogger("agad_stream.console")
 STATIC = Path(__file__).parent / "static"
 COOKIE = "agad_console_session"
+LOGIN_RATE, LOGIN_BURST = 0.2, 10.0
 DECISIONS = {"confirm": 1, "false_alarm": 0, "missed": 1, "skip": None}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -53,6 +54,7 @@ def create_app(feed: Feed, models: Models, authenticator: Authenticator, setting
     app = FastAPI(title="agad-stream console", docs_url=None, redoc_url=None, openapi_url=None)
     sessions = Sessions()
     limiter = RateLimiter(settings.label_rate, settings.label_burst)
+    login_limiter = RateLimiter(LOGIN_RATE, LOGIN_BURST)  # per client address: slows password guessing
     health_state: dict = {}
 
     @app.middleware("http")
@@ -104,6 +106,8 @@ def create_app(feed: Feed, models: Models, authenticator: Authenticator, setting
 
     @app.post("/api/login")
     async def login(request: Request) -> JSONResponse:
+        if not login_limiter.allow(request.client.host if request.client else "?"):
+            raise HTTPException(429, "too many login attempts; wait a minute")
         if request.headers.get("content-type", "").split(";")[0] != "application/json":
             raise HTTPException(415, "send JSON")  # a cross-site form cannot, without a CORS preflight
         body = await request.json()
@@ -183,6 +187,7 @@ def create_app(feed: Feed, models: Models, authenticator: Authenticator, setting
 
     @app.get("/api/events")
     async def events(request: Request, user: User = Depends(reader)) -> StreamingResponse:
+        sid = request.cookies.get(COOKIE)
         try:
             last = int(request.headers.get("last-event-id") or request.query_params.get("after") or 0)
         except ValueError:
@@ -192,7 +197,7 @@ def create_app(feed: Feed, models: Models, authenticator: Authenticator, setting
             nonlocal last
             yield "retry: 2000\n\n"
             quiet_since = time.monotonic()
-            while not await request.is_disconnected():
+            while not await request.is_disconnected() and (sid is None or sessions.get(sid)):  # ends at logout
                 batch = feed.events_after(last)
                 newest_row = {p["stream"]: seq for seq, kind, p in batch if kind == "stream"}
                 for seq, kind, payload in batch:
