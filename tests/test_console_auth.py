@@ -10,6 +10,7 @@ pytest.register_assert_rewrite("kafka_support", "console_support")
 from agad_stream import ModelRegistry  # noqa: E402
 from console_support import Console, call, login, users_file  # noqa: E402
 from pipelines.cli import build_parser  # noqa: E402
+from pipelines.console.app import printable  # noqa: E402
 from pipelines.console.auth import RateLimiter, load_users  # noqa: E402
 from pipelines.console.command import build  # noqa: E402
 from pipelines.streaming.kafka_io import create_topics  # noqa: E402
@@ -24,6 +25,12 @@ def test_rate_limiter_allows_a_burst_then_the_average_rate():
     assert [limiter.allow("alice", now=0.0) for _ in range(4)] == [True, True, True, False]
     assert limiter.allow("bob", now=0.0)  # per user
     assert limiter.allow("alice", now=0.5) and not limiter.allow("alice", now=0.5)
+
+
+def test_logged_strings_cannot_forge_log_lines():
+    """Stream ids and user names come from Kafka or the request: a newline in one must stay on its line."""
+    assert printable('x"\nevent=console_login user=root') == 'x"\\nevent=console_login user=root'
+    assert printable("<script>" * 100) == ("<script>" * 25)
 
 
 def test_binding_and_credentials_are_checked_before_serving(tmp_path, monkeypatch):
@@ -86,6 +93,7 @@ def test_state_changes_need_the_csrf_token_and_a_same_origin(console):
     assert call(console.url, "/api/labels", body, cookie=cookie, csrf="forged").status == 403
     assert call(console.url, "/api/labels", body, cookie=cookie, csrf=csrf, origin="http://evil.example").status == 403
     assert call(console.url, "/api/labels", body, cookie=cookie, csrf=csrf).status == 404  # passed the checks
+    assert call(console.url, "/api/labels", ["not", "an", "object"], cookie=cookie, csrf=csrf).status == 400
     other_cookie, _ = login(console.url, "alice")
     assert call(console.url, "/api/labels", body, cookie=other_cookie, csrf=csrf).status == 403  # token of a session
 

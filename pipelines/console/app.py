@@ -110,16 +110,14 @@ def create_app(feed: Feed, models: Models, authenticator: Authenticator, setting
             raise HTTPException(429, "too many login attempts; wait a minute")
         if request.headers.get("content-type", "").split(";")[0] != "application/json":
             raise HTTPException(415, "send JSON")  # a cross-site form cannot, without a CORS preflight
-        body = await request.json()
-        if not isinstance(body, dict):
-            raise HTTPException(400, "send a JSON object")
+        body = await json_object(request)
         if body.get("token"):
             user = authenticator.bearer(str(body["token"]))
         else:
             user = await asyncio.to_thread(authenticator.password, str(body.get("username", "")),
                                            str(body.get("password", "")))
         if user is None:
-            log_event(log, "console_login_failed", logging.WARNING, user=str(body.get("username", "token"))[:64])
+            log_event(log, "console_login_failed", logging.WARNING, user=printable(body.get("username", "token")))
             raise HTTPException(401, "wrong user name, password or token")
         sid, session = sessions.create(user)
         log_event(log, "console_login", user=user.name, role=user.role)
@@ -167,8 +165,8 @@ def create_app(feed: Feed, models: Models, authenticator: Authenticator, setting
         if not limiter.allow(user.name):
             log_event(log, "console_rate_limited", logging.WARNING, user=user.name)
             raise HTTPException(429, "too many labels; wait a moment")
-        body = await request.json()
-        decision = body.get("decision") if isinstance(body, dict) else None
+        body = await json_object(request)
+        decision = body.get("decision")
         if decision not in DECISIONS or not isinstance(body.get("id"), str):
             raise HTTPException(400, f"send {{'id': str, 'decision': one of {sorted(DECISIONS)}}}")
         found = feed.window(body["id"])
@@ -180,9 +178,11 @@ def create_app(feed: Feed, models: Models, authenticator: Authenticator, setting
             try:
                 await asyncio.to_thread(feed.label, found, DECISIONS[decision], user.name)
             except Exception as error:
-                log_event(log, "console_label_failed", logging.ERROR, user=user.name, id=found["id"], error=error)
+                log_event(log, "console_label_failed", logging.ERROR, user=user.name, id=printable(found["id"]),
+                          error=error)
                 raise HTTPException(503, f"the labels topic did not take the confirmation: {error}") from None
-        log_event(log, "console_label", user=user.name, id=found["id"], stream=found["stream"], decision=decision)
+        log_event(log, "console_label", user=user.name, id=printable(found["id"]), stream=printable(found["stream"]),
+                  decision=decision)
         return {"ok": True, "id": found["id"], "decision": decision}
 
     @app.get("/api/events")
@@ -238,8 +238,8 @@ def create_app(feed: Feed, models: Models, authenticator: Authenticator, setting
 
     @app.post("/api/models/promote")
     async def promote(request: Request, user: User = Depends(admin)) -> dict:
-        body = await request.json()
-        if not isinstance(body, dict) or not isinstance(body.get("version"), int):
+        body = await json_object(request)
+        if not isinstance(body.get("version"), int):
             raise HTTPException(400, "send {'version': int}")
         return await asyncio.to_thread(switch, user, body["version"])
 
@@ -255,6 +255,21 @@ def create_app(feed: Feed, models: Models, authenticator: Authenticator, setting
         return report
 
     return app
+
+
+async def json_object(request: Request) -> dict:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise HTTPException(400, "the body must be JSON") from None
+    if not isinstance(body, dict):
+        raise HTTPException(400, "send a JSON object")
+    return body
+
+
+def printable(text, limit: int = 200) -> str:
+    """A Kafka or request string for one log line: control characters escaped, so it cannot forge lines."""
+    return str(text)[:limit].encode("unicode_escape").decode("ascii")
 
 
 def scrape(url: str, previous: dict) -> dict:

@@ -53,7 +53,8 @@ def load_users(path: str | Path) -> dict[str, tuple[str, str]]:
         if role not in ROLES:
             raise ValueError(f"{path}: user {name!r} needs role = one of {ROLES}, got {role!r}")
         if not (isinstance(password, str) and password.startswith("$2")):
-            raise ValueError(f"{path}: user {name!r} needs password = a bcrypt hash (agad-stream console --hash-password)")
+            raise ValueError(f"{path}: user {name!r} needs password = a bcrypt hash "
+                             "(agad-stream console --hash-password)")
         table[name] = (password, role)
     return table
 

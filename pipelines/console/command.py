@@ -37,7 +37,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("console", help="web console: live streams, alarms to confirm, model versions",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--hash-password", action="store_true",
-                   help="read a password (prompt, or stdin when piped) and print its bcrypt hash for --users; then exit")
+                   help="read a password (prompt, or stdin when piped), print its bcrypt hash for --users, exit")
     p.add_argument("--bootstrap-servers", default="127.0.0.1:9092")
     p.add_argument("--scores-topic", help="the scorer's --out-topic")
     p.add_argument("--review-topic", help="the scorer's --review-topic (flagged windows with values)")
