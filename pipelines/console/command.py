@@ -106,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
 def start_console_process(registry: Path, topics: dict[str, str], bootstrap_servers: str, port: int,
                           metrics_port: int, log_path: Path) -> tuple[subprocess.Popen, str]:
     """`agad-stream console` on the demo's topics with a fresh bearer token: (process, token)."""
+    if _answers(port):
+        raise ValueError(f"port {port} is already in use: choose another with --console-port")
     token = secrets.token_urlsafe(18)
     command = [sys.executable, "-m", "pipelines.cli", "console", "--bootstrap-servers", bootstrap_servers,
                "--scores-topic", topics["out"], "--review-topic", topics["review"], "--labels-topic", topics["labels"],
