@@ -16,7 +16,7 @@ import pytest
 pytest.register_assert_rewrite("kafka_support", "console_support")
 
 from agad_stream import AGAD, ModelRegistry  # noqa: E402
-from console_support import Console, free_port, users_file  # noqa: E402
+from console_support import PASSWORDS, Console, free_port, users_file  # noqa: E402
 from kafka_support import ThreadScorer, Topics, messages, read_topic, scorer_config, send, until_ids  # noqa: E402
 from modalities.image import ImageModality  # noqa: E402
 from pipelines.model_dir import save_model_dir  # noqa: E402
@@ -55,15 +55,15 @@ def chrome():
     return webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver))
 
 
-def log_in(browser, url: str) -> WebDriverWait:
-    """Log in as alice through the form; returns a 30 s wait that tolerates the live redraws."""
+def log_in(browser, url: str, user: str = "alice") -> WebDriverWait:
+    """Log in through the form; returns a 30 s wait that tolerates the live redraws."""
     wait = WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,))
     browser.get(url)
     form = browser.find_element(By.ID, "login-password")
-    form.find_element(By.NAME, "username").send_keys("alice")
-    form.find_element(By.NAME, "password").send_keys("alice-pw")
+    form.find_element(By.NAME, "username").send_keys(user)
+    form.find_element(By.NAME, "password").send_keys(PASSWORDS[user][0])
     form.find_element(By.CSS_SELECTOR, "button").click()
-    wait.until(lambda b: b.find_element(By.ID, "whoami").text == "alice (reviewer)")
+    wait.until(lambda b: b.find_element(By.ID, "whoami").text == f"{user} ({PASSWORDS[user][1]})")
     return wait
 
 
@@ -217,14 +217,17 @@ def test_health_from_the_scorer_metrics_and_no_model_buttons_for_a_reviewer(live
     assert not browser.find_element(By.ID, "rollback").is_displayed()
 
 
-def test_image_windows_are_drawn_with_a_residual_heat_map(kafka_bootstrap, tmp_path):
-    """A 2D window (image or log-mel patch) from the review topic: the window and |x - G(x)| on canvases."""
+def test_image_window_heat_map_and_admin_model_switches(kafka_bootstrap, tmp_path):
+    """A 2D window (image or log-mel patch) from the review topic: the window and |x - G(x)| on canvases.
+    Then, as admin, Promote and Roll back in the models view switch the registry's current version."""
     modality = ImageModality(size=16)
     images = np.random.default_rng(0).random((64, 16, 16)).astype(np.float32)
     model = AGAD(channels=(8, 16), latent_dim=8, epochs=1, batch_size=32, verbose=False, random_state=0,
                  device="cpu").fit(modality.prepare(images))
     registry = ModelRegistry(tmp_path / "registry")
-    registry.publish(save_model_dir(tmp_path / "image-model", model, modality))
+    model_dir = save_model_dir(tmp_path / "image-model", model, modality)
+    registry.publish(model_dir)
+    registry.publish(model_dir, make_current=False)
     name = f"console-img-{uuid.uuid4().hex[:8]}"
     topics = [f"{name}-scores", f"{name}-review", f"{name}-labels"]
     create_topics(kafka_bootstrap, topics)
@@ -240,7 +243,7 @@ def test_image_windows_are_drawn_with_a_residual_heat_map(kafka_bootstrap, tmp_p
                  "--users", str(users_file(tmp_path))) as console:
         browser = chrome()
         try:
-            wait = log_in(browser, console.url)
+            wait = log_in(browser, console.url, "root")
             wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#alarm-detail canvas.heat")) == 2)
             # distinct colours drawn on each canvas: an image, not a blank
             colours = browser.execute_script("""
@@ -248,6 +251,12 @@ def test_image_windows_are_drawn_with_a_residual_heat_map(kafka_bootstrap, tmp_p
                   const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
                   return new Set(Array.from({length: d.length / 4}, (_, i) => d[4 * i] + ',' + d[4 * i + 1])).size;
                 });""")
+            browser.find_element(By.CSS_SELECTOR, "#nav button[data-view=models]").click()
+            wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "button.promote[data-version='2']")).pop().click()
+            wait.until(lambda b: registry.current_version() == 2)
+            wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "button.promote[data-version='1']"))
+            browser.find_element(By.ID, "rollback").click()
+            wait.until(lambda b: registry.current_version() == 1)
         finally:
             browser.quit()
     assert all(n > 20 for n in colours), colours
