@@ -99,3 +99,12 @@ def test_shared_affine_auxiliary_batchnorm_uses_the_main_scale_and_shift():
     x = torch.randn(6, 3, 5)
     expected = nn.functional.batch_norm(x, None, None, training=True) * 2.0 + 1.0
     assert torch.allclose(bn(x), expected, atol=1e-5)
+
+
+def test_a_shared_affine_model_initialises_and_trains():
+    from agad_stream import AGAD
+
+    X = torch.randn(64, 1, 32).numpy()
+    model = AGAD(aux_bn_mode="shared-affine", channels=(4, 8, 16), latent_dim=4, max_steps=3, verbose=False,
+                 device="cpu", random_state=0).fit(X)
+    assert all(not m.aux.affine for m in model.generator_.modules() if isinstance(m, DualBatchNorm))
