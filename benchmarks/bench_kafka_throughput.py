@@ -37,16 +37,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.record import util as kafka_record_util
 from prometheus_client.parser import text_string_to_metric_families
 
 from agad_stream import AGAD
 from modalities import get_modality
+from pipelines.kafka_scorer import PRESETS
 from pipelines.model_dir import save_model_dir
 from pipelines.replay import window_messages
 from pipelines.streaming import codec
-from pipelines.streaming.kafka_io import create_topics, make_producer, quiet_kafka_logging
+from pipelines.streaming.kafka_io import create_topics, make_consumer, make_producer, quiet_kafka_logging
 from pipelines.streaming.metrics import STAGES
 from pipelines.streaming.serving import load_served_model
 
@@ -129,8 +130,8 @@ class OutputReader:
     """Reads the scores topic in a thread, timestamping each arrival."""
 
     def __init__(self, bootstrap: str, topic: str):
-        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                      max_poll_records=5000)
+        self.consumer = make_consumer(bootstrap, group_id=None, enable_auto_commit=False, max_poll_records=5000,
+                                      fetch_max_wait_ms=10)  # the read-back adds no wait to the round trip
         partitions = [TopicPartition(topic, p) for p in sorted(self.consumer.partitions_for_topic(topic))]
         self.consumer.assign(partitions)
         self.consumer.seek_to_end(*partitions)
@@ -161,8 +162,8 @@ class OutputReader:
 def start_scorer(model_dir: Path, bootstrap: str, topics: dict, args, metrics_port: int, log_path: Path):
     command = [sys.executable, "-m", "pipelines.cli", "score", "--model", str(model_dir),
                "--bootstrap-servers", bootstrap, "--in-topic", topics["in"], "--out-topic", topics["out"],
-               "--dlq-topic", topics["dlq"], "--group", topics["group"], "--max-batch", str(args.max_batch),
-               "--max-wait-ms", str(args.max_wait_ms), "--device", args.device, "--metrics-port", str(metrics_port),
+               "--dlq-topic", topics["dlq"], "--group", topics["group"], "--preset", args.preset,
+               "--max-batch", str(args.max_batch), "--device", args.device, "--metrics-port", str(metrics_port),
                "--torch-threads", str(args.torch_threads)]
     with open(log_path, "w") as log:
         return subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
@@ -233,14 +234,15 @@ def main() -> int:
     parser.add_argument("--channels", default="32,64,128", help="conv widths of the trained model (default: the demo's)")
     parser.add_argument("--latent-dim", type=int, default=32)
     parser.add_argument("--windows", type=int, default=20000)
-    parser.add_argument("--max-batch", type=int, default=256)
-    parser.add_argument("--max-wait-ms", type=int, default=50)
+    parser.add_argument("--max-batch", type=int, help="default: the preset's")
+    parser.add_argument("--preset", choices=PRESETS, default="throughput", help="the scorer's --preset")
     parser.add_argument("--encoding", choices=("json", "binary"), default="binary")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--torch-threads", type=int, default=1, help="CPU inference threads, here and in the scorer")
     parser.add_argument("--latency-seconds", type=float, default=15.0)
     parser.add_argument("--out", help="also write the figures to this JSON file")
     args = parser.parse_args()
+    args.max_batch = args.max_batch or PRESETS[args.preset]["max_batch"]
     quiet_kafka_logging()
     torch.set_num_threads(args.torch_threads)
 
