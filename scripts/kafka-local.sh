@@ -38,8 +38,8 @@ fetch() {
     return 0
   fi
   log "fetching Kafka jars from Maven Central into $LIBS"
-  mkdir -p "$WORK"
-  local tmp="$WORK/libs.tmp"
+  mkdir -p "$(dirname "$LIBS")"
+  local tmp="$LIBS.tmp"
   rm -rf "$tmp"
   mvn -B -q -f "$POM" dependency:copy-dependencies -DoutputDirectory="$tmp" >&2 \
     || die "mvn dependency:copy-dependencies failed"
