@@ -7,7 +7,12 @@
 3. Starts `agad-stream score` on that registry in a subprocess.
 4. Replays held-out records (never seen in training) into the input topic, with their
    true labels, while a live summary follows the scores topic.
-5. Stops the scorer cleanly (SIGTERM) and prints the final AUROC.
+5. The learning loop (skipped with --no-learning-loop): a reviewer confirms PVCs and false
+   alarms of training records (--confirm-records) on a labels topic, `agad-stream retrain
+   --once` fine-tunes a candidate behind the promotion gate, and the held-out records are
+   replayed again; the scorer hot-swaps to the promoted version.
+6. Stops the scorer cleanly (SIGTERM) and prints recall and FPR at the scorer's threshold,
+   AUROC and the model version of each pass.
 
 With --console, the scorer also publishes flagged windows to a review topic and the review
 console (`agad-stream console`) serves them on http://127.0.0.1:8765/ until Ctrl-C.
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,8 +38,10 @@ from tqdm.auto import tqdm
 from agad_stream import AGAD, ModelRegistry
 from modalities import Modality, Windows, get_modality
 from pipelines.console.command import DEFAULT_PORT, start_console_process
+from pipelines.learning import demo_loop
+from pipelines.learning.reference import load_reference, save_reference
 from pipelines.model_dir import save_model_dir
-from pipelines.monitor import LiveSummary, follow, format_snapshot, open_scores
+from pipelines.monitor import follow, format_snapshot, open_scores
 from pipelines.replay import send_messages, window_messages
 from pipelines.streaming.kafka_io import broker_answers, create_topics, make_producer, quiet_kafka_logging
 
@@ -77,18 +85,20 @@ def find_data(given: str | None) -> Path:
     )
 
 
-def train_model(modality: Modality, data: Path, records: list[str], args: argparse.Namespace) -> AGAD:
-    windows = modality.load(data, records=records)
-    modality.fit_quality(windows.X[windows.y == 0])
-    normal = modality.prepare(windows.X[windows.y == 0])
-    rng = np.random.default_rng(0)
-    normal = normal[rng.permutation(len(normal))[: args.max_train_windows]]
-    print(f"training on {len(normal)} normal beats of records {','.join(records)} "
+def train_first_version(modality: Modality, data: Path, registry: ModelRegistry, args: argparse.Namespace) -> AGAD:
+    """Store the training records' normal beats as the registry's reference windows (retraining
+    keeps training on them) and train on their training share."""
+    windows = modality.load(data, records=args.train_records.split(","))
+    normals = windows.X[windows.y == 0]
+    modality.fit_quality(normals)
+    save_reference(registry, normals[np.random.default_rng(0).permutation(len(normals))[: args.max_train_windows]])
+    normals = load_reference(registry)[0]
+    print(f"training on {len(normals)} normal beats of records {args.train_records} "
           f"({args.epochs} epochs, channels {args.channels})", flush=True)
     channels = tuple(int(c) for c in args.channels.split(","))
     model = AGAD(channels=channels, latent_dim=32, epochs=args.epochs, batch_size=128, random_state=0,
                  device=args.device, verbose=True)
-    return model.fit(normal)
+    return model.fit(modality.prepare(normals))
 
 
 def start_scorer(registry: Path, topics: dict[str, str], args: argparse.Namespace, log_path: Path) -> subprocess.Popen:
@@ -142,13 +152,16 @@ def stop_when_exited(process: subprocess.Popen, stop: threading.Event) -> None:
 
 def watch_scores(windows: Windows, topics: dict[str, str], scorer: subprocess.Popen,
                  args: argparse.Namespace) -> dict:
-    """Replay the windows and follow the scores until each one is scored (or the scorer dies)."""
-    consumer = open_scores(args.bootstrap_servers, topics["out"], from_beginning=True)
+    """Replay the windows and follow their scores (only those of this pass) until each one is
+    scored (or the scorer dies); the summary has recall and FPR at the scorer's threshold."""
+    consumer = open_scores(args.bootstrap_servers, topics["out"], from_beginning=False)
+    for partition in consumer.assignment():
+        consumer.position(partition)  # fix the start at the current end before the replay begins
     stop = threading.Event()
     threading.Thread(target=stop_when_exited, args=(scorer, stop), daemon=True).start()
     try:
         replay = replay_in_background(windows, topics["in"], args)
-        final = follow(consumer, LiveSummary(), expect=len(windows), idle_timeout_s=args.idle_timeout,
+        final = follow(consumer, demo_loop.PassSummary(), expect=len(windows), idle_timeout_s=args.idle_timeout,
                        interval_s=2.0, report=lambda s: tqdm.write("  live: " + format_snapshot(s)), stop=stop)
         replay.join()
     finally:
@@ -156,40 +169,64 @@ def watch_scores(windows: Windows, topics: dict[str, str], scorer: subprocess.Po
     return final
 
 
+def learning_loop(model: AGAD, modality: Modality, data: Path, registry: ModelRegistry, topics: dict[str, str],
+                  args: argparse.Namespace, work: Path) -> None:
+    """Confirm PVCs and false alarms of the --confirm-records, then one `retrain --once`
+    (fine-tuning with the first version's budget, --epochs)."""
+    records = args.confirm_records or args.train_records
+    windows = modality.load(data, records=records.split(","))
+    counts = demo_loop.confirm(model, modality, windows, args.confirmations, registry.current_version(),
+                               args.bootstrap_servers, topics["labels"])
+    print(f"\nlearning loop: a reviewer confirmed {counts['anomalies']} PVCs and {counts['false_alarms']} false alarms "
+          f"of records {records} on {topics['labels']}; retraining once "
+          f"(fine-tune, {args.epochs} epoch(s))", flush=True)
+    started = time.monotonic()
+    decision = demo_loop.retrain(registry.root, args.bootstrap_servers, topics["labels"], f"{topics['group']}-retrain",
+                                 args.epochs, args.torch_threads, work / "retrain.log", REPO)
+    print(f"retrain --once took {time.monotonic() - started:.0f} s: {demo_loop.format_decision(decision)}")
+    print(f"replaying records {args.replay_records} again; the registry's current version is "
+          f"{registry.current_version()}", flush=True)
+
+
 def run_demo(args: argparse.Namespace, data: Path) -> int:
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
+    registry = ModelRegistry(work / "registry")
+    shutil.rmtree(registry.root, ignore_errors=True)  # every demo starts from version 1
     modality = get_modality("ecg", ann="pvc")
     started = time.monotonic()
-    model = train_model(modality, data, args.train_records.split(","), args)
-    model_dir = save_model_dir(work / "model", model, modality)
-    registry = work / "registry"
-    version = ModelRegistry(registry).publish(model_dir)
-    print(f"model trained in {time.monotonic() - started:.0f} s, published as version {version} of {registry}")
+    model = train_first_version(modality, data, registry, args)
+    version = registry.publish(save_model_dir(work / "model", model, modality))
+    print(f"model trained in {time.monotonic() - started:.0f} s, published as version {version} of {registry.root}")
 
     run_id = uuid.uuid4().hex[:8]
     topics = {"in": f"agad-demo-{run_id}-windows", "out": f"agad-demo-{run_id}-scores",
               "dlq": f"agad-demo-{run_id}-dead-letters", "group": f"agad-demo-{run_id}"}
+    if args.console or args.learning_loop:
+        topics["labels"] = f"agad-demo-{run_id}-labels"
     if args.console:
-        topics.update(review=f"agad-demo-{run_id}-review", labels=f"agad-demo-{run_id}-labels")
+        topics["review"] = f"agad-demo-{run_id}-review"
     create_topics(args.bootstrap_servers, [t for k, t in topics.items() if k != "group"], partitions=args.partitions)
     replay = modality.load(data, records=args.replay_records.split(","))
     log_path = work / "scorer.log"
-    scorer = start_scorer(registry, topics, args, log_path)
+    scorer = start_scorer(registry.root, topics, args, log_path)
     console = None
+    passes = {}
     try:
         wait_until_assigned(scorer, log_path, topics["in"])
         if args.console:
-            console, token = start_console_process(registry, topics, args.bootstrap_servers, args.console_port,
+            console, token = start_console_process(registry.root, topics, args.bootstrap_servers, args.console_port,
                                                    args.metrics_port, work / "console.log")
             print(f"review console: http://127.0.0.1:{args.console_port}/  (log in with the token {token})", flush=True)
         print(f"scorer running (log: {log_path}); replaying {len(replay)} beats of records {args.replay_records} "
               f"({int(replay.y.sum())} PVCs) {f'at {args.rate:g}/s' if args.rate else 'as fast as possible'} "
               f"into {topics['in']}", flush=True)
-        final = watch_scores(replay, topics, scorer, args)
+        passes["before"] = watch_scores(replay, topics, scorer, args)
+        if args.learning_loop and passes["before"]["scored"] == len(replay):
+            learning_loop(model, modality, data, registry, topics, args, work)
+            passes["after"] = watch_scores(replay, topics, scorer, args)
         if console is not None:
-            print(f"\nscored: {format_snapshot(final)}\nreview the alarms in the console; Ctrl-C stops the demo",
-                  flush=True)
+            print("\nreview the alarms in the console; Ctrl-C stops the demo", flush=True)
             try:
                 console.wait()
             except KeyboardInterrupt:
@@ -198,12 +235,21 @@ def run_demo(args: argparse.Namespace, data: Path) -> int:
         stop_scorer(scorer)
         if console is not None:
             stop_scorer(console)
-    print("\nfinal: " + format_snapshot(final))
-    if final["scored"] < len(replay):
-        print(f"only {final['scored']} of {len(replay)} windows were scored; see {log_path}", file=sys.stderr)
+    return report(passes, len(replay), args.replay_records, log_path)
+
+
+def report(passes: dict[str, dict], expected: int, records: str, log_path: Path) -> int:
+    """Print each pass's figures on the held-out records; 1 if a pass missed scores."""
+    print()
+    for name, final in passes.items():
+        print(f"final ({name}): {format_snapshot(final)}")
+    missed = [name for name, final in passes.items() if final["scored"] < expected]
+    if missed:
+        print(f"pass {', '.join(missed)}: not all {expected} windows were scored; see {log_path}", file=sys.stderr)
         return 1
-    auroc = "n/a (one class only)" if final["auroc"] is None else f"{final['auroc']:.4f}"
-    print(f"AUROC on held-out records {args.replay_records}: {auroc}")
+    print(f"held-out records {records}, at the scorer's threshold:")
+    for name, final in passes.items():
+        print("  " + demo_loop.format_pass(name, final))
     return 0
 
 
@@ -226,7 +272,13 @@ def register(subparsers) -> None:
                    help="CPU threads for training and scoring (default 1, the fastest on a busy 2-core machine)")
     p.add_argument("--metrics-port", type=int, default=0, help="scorer's Prometheus port (0 = off)")
     p.add_argument("--idle-timeout", type=float, default=60.0, help="give up after this many seconds without a score")
-    p.add_argument("--work-dir", default=str(REPO / ".work" / "demo"), help="model, registry and scorer log")
+    p.add_argument("--work-dir", default=str(REPO / ".work" / "demo"),
+                   help="model, registry (replaced by each run) and logs")
+    p.add_argument("--no-learning-loop", dest="learning_loop", action="store_false",
+                   help="stop after the first pass: no confirmations, no retrain, no second pass")
+    p.add_argument("--confirm-records",
+                   help="records whose PVCs and false alarms a reviewer confirms (default: the training records)")
+    p.add_argument("--confirmations", type=int, default=70, help="at most this many PVCs, and false alarms, confirmed")
     p.add_argument("--console", action="store_true",
                    help="also publish flagged windows to a review topic and serve the review console until Ctrl-C")
     p.add_argument("--console-port", type=int, default=DEFAULT_PORT, help=f"console port (default {DEFAULT_PORT})")
