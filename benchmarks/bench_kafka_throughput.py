@@ -7,7 +7,7 @@
 2. end to end, maximum rate: --windows messages are loaded into a fresh input topic
    first, then `agad-stream score` (a subprocess) drains it; throughput is measured at
    the output topic, from the first score to the last.
-3. latency at about half that rate: windows replayed at 0.5 x the end-to-end rate to the
+3. latency at about half that rate (or --latency-rate): windows replayed at 0.5 x the end-to-end rate to the
    running scorer; p50/p99 of the scorer's latency_ms (input timestamp -> score ready)
    and of the full trip (replay send -> score read back from the output topic).
 4. profile: the scorer's time per loop stage, scraped from its Prometheus endpoint.
@@ -205,7 +205,7 @@ def end_to_end(model_dir: Path, args, work: Path) -> dict:
         throughput = (len(load) - 1) / (last - first)
         profile = {stage: after[stage] - before[stage] for stage in STAGES}
 
-        rate = 0.5 * throughput
+        rate = args.latency_rate or 0.5 * throughput
         live = unique_messages(windows, args.encoding, len(load), int(rate * args.latency_seconds))
         sent_at: dict[str, float] = {}
         send_all(args.bootstrap_servers, topics["in"], live, rate=rate, sent_at=sent_at)
@@ -240,6 +240,9 @@ def main() -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--torch-threads", type=int, default=1, help="CPU inference threads, here and in the scorer")
     parser.add_argument("--latency-seconds", type=float, default=15.0)
+    parser.add_argument("--latency-rate", type=float, default=0.0,
+                        help="windows/s of the latency phase (default: half the measured end-to-end rate); a fixed "
+                             "rate compares presets at the same load")
     parser.add_argument("--out", help="also write the figures to this JSON file")
     args = parser.parse_args()
     args.max_batch = args.max_batch or PRESETS[args.preset]["max_batch"]
