@@ -54,11 +54,12 @@ def _wrong_values(rng: random.Random, shape: tuple[int, ...]):
     return rng.choice(["abc", 3, None, {"a": [1]}, [["1", "2"]], [[1, None]], ragged, [[True, False]], [[[1], 2]]])
 
 
-def hostile_message(rng: random.Random, shape: tuple[int, ...], max_bytes: int) -> Hostile:
-    """One bad message for a model whose raw windows have `shape`, with its dead-letter reason."""
+def hostile_message(rng: random.Random, shape: tuple[int, ...], max_bytes: int, kind: str | None = None) -> Hostile:
+    """One bad message for a model whose raw windows have `shape`, with its dead-letter reason;
+    of a random kind, or of `kind` (an "oversize" value is about `max_bytes` long)."""
     n = math.prod(shape)
     good = {"id": f"x-{rng.randrange(10**6)}", "values": _good_values(rng, shape)}
-    kind = rng.choice(KINDS)
+    kind = kind or rng.choice(KINDS)
     if kind == "deep_nesting":
         depth = rng.randrange(codec.MAX_JSON_DEPTH + 1, 5000)
         return Hostile(kind, b'{"id": "deep", "values": ' + b"[" * depth + b"]" * depth + b"}", [], codec.UNDECODABLE)

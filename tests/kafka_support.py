@@ -127,6 +127,7 @@ class Received:
     headers: dict[str, bytes]
     partition: int
     offset: int
+    key: bytes | None = None
 
     def json(self) -> dict:
         return json.loads(self.value)
@@ -147,7 +148,7 @@ def read_topic(bootstrap: str, topic: str, done: Callable[[list[Received]], bool
     try:
         while not done(records) and time.monotonic() < deadline:
             for batch in consumer.poll(timeout_ms=200).values():
-                records.extend(Received(r.value, dict(r.headers), r.partition, r.offset) for r in batch)
+                records.extend(Received(r.value, dict(r.headers), r.partition, r.offset, r.key) for r in batch)
     finally:
         consumer.close()
     return records
