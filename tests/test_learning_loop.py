@@ -184,15 +184,16 @@ def test_bad_confirmations_are_dead_lettered_and_good_ones_kept(registry, templa
 
 
 @pytest.mark.parametrize("stage", ["training", "registry-write"])
+@pytest.mark.timeout(600)
 def test_sigkill_during_retrain_leaves_the_previous_version_and_loses_no_label(
         registry, template, labels_topic, scorer_processes, stage):
     topics, labels = labels_topic
     ids = confirm(topics.bootstrap, labels, "inverted", invert_t(template[1][:30]), 1)
     args = ["--model-registry", str(registry.root), "--bootstrap-servers", topics.bootstrap, "--labels-topic", labels,
             "--group", f"{labels}-retrain", "--once", "--min-new", "5", "--holdout", str(HOLDOUT),
-            "--max-fpr-increase", str(FPR_SLACK)]
+            "--max-fpr-increase", str(FPR_SLACK), "--init", "scratch"]   # one candidate: the crash is the point here
     job = scorer_processes(args, command="retrain", env={PAUSE_ENV: stage})
-    job.wait_for(f"event=test_pause stage={stage}")
+    job.wait_for(f"event=test_pause stage={stage}", timeout_s=240)
     job.process.send_signal(signal.SIGKILL)
     job.process.wait()
     assert registry.versions() == [1] and registry.current_version() == 1 and registry.read_log() == []
@@ -200,7 +201,7 @@ def test_sigkill_during_retrain_leaves_the_previous_version_and_loses_no_label(
     assert store.counts()["confirmations"] == len(ids)  # stored and committed before training began
     store.close()
     again = scorer_processes(args, command="retrain")
-    assert again.process.wait(120) == 0, again.log()
+    assert again.process.wait(240) == 0, again.log()
     assert registry.read_log()[-1]["event"] == "promoted" and registry.current_version() == 2
     store = LabelStore(registry.root / "labels.sqlite")
     assert store.counts()["confirmations"] == len(ids)  # nothing read twice, nothing lost
