@@ -36,7 +36,7 @@ pytest_plugins = ["kafka_support"]
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
 
 #: small and fast, with a strong bounded anomaly loss so that ~30 confirmations visibly teach it
-TINY = dict(channels=(8, 16, 32), latent_dim=16, epochs=15, batch_size=32, lr=5e-3, anomaly_loss="margin",
+TINY = dict(channels=(8, 16, 32), latent_dim=16, epochs=15, batch_size=32, lr=5e-3, adcon_margin=0.5, anomaly_loss="margin",
             anomaly_margin=20.0, anomalies_per_batch=16, early_stopping=False, verbose=False, random_state=0,
             device="cpu")
 T_WAVE_START = 160  # samples: the beat's T wave lies after this (R peak at 115 of 288)
