@@ -327,8 +327,8 @@ class AGAD(BaseEstimator):
         anomalies drawn without replacement and recycled (oversampling), k = min(32, available) by default."""
         k = 0
         if len(anomalous):
-            k = self.anomalies_per_batch if self.anomalies_per_batch is not None else DEFAULT_ANOMALIES_PER_BATCH
-            k = min(k, len(anomalous)) if self.anomalies_per_batch is None else k
+            k = (min(DEFAULT_ANOMALIES_PER_BATCH, len(anomalous)) if self.anomalies_per_batch is None
+                 else self.anomalies_per_batch)
         per_batch = min(self.batch_size_, len(train))
         pool = np.empty(0, dtype=np.int64)
         while True:

@@ -51,6 +51,15 @@ def _check_ndim(ndim: int) -> None:
         raise ValueError(f"networks support 1D and 2D inputs, got ndim={ndim}")
 
 
+def latent_bottleneck(ndim: int, channels: int, latent_dim: int, bottom: Sequence[int]) -> tuple[nn.Module, nn.Module]:
+    """The generator's bottleneck: the deepest features to a ``latent_dim`` vector and back."""
+    to_latent = CONV[ndim](channels, latent_dim, bottom, bias=False)
+    from_latent = nn.Sequential(
+        CONV_TRANSPOSE[ndim](latent_dim, channels, bottom, bias=False), BATCHNORM[ndim](channels), nn.ReLU(),
+    )
+    return to_latent, from_latent
+
+
 class DownStack(nn.Module):
     """Strided conv blocks, conv -> BN -> LeakyReLU(0.2); no BN on the first block (as in DCGAN)."""
 
@@ -97,12 +106,7 @@ class EncoderDecoder(nn.Module):
         self.padded_shape, bottom = padded_and_bottom_shapes(spatial_shape, len(channels))
         self.skip_connections = skip_connections
         self.encoder = DownStack(ndim, in_channels, channels)
-        self.to_latent = CONV[ndim](channels[-1], latent_dim, bottom, bias=False)
-        self.from_latent = nn.Sequential(
-            CONV_TRANSPOSE[ndim](latent_dim, channels[-1], bottom, bias=False),
-            BATCHNORM[ndim](channels[-1]),
-            nn.ReLU(),
-        )
+        self.to_latent, self.from_latent = latent_bottleneck(ndim, channels[-1], latent_dim, bottom)
         widen = 2 if skip_connections else 1
         up = []
         for c_in, c_out in zip(reversed(channels[1:]), reversed(channels[:-1])):
@@ -148,10 +152,7 @@ class NestedUNet(nn.Module):
         depth = len(channels)
         self.padded_shape, bottom = padded_and_bottom_shapes(spatial_shape, depth)
         self.encoder = DownStack(ndim, in_channels, channels)
-        self.to_latent = CONV[ndim](channels[-1], latent_dim, bottom, bias=False)
-        self.from_latent = nn.Sequential(
-            CONV_TRANSPOSE[ndim](latent_dim, channels[-1], bottom, bias=False), BATCHNORM[ndim](channels[-1]), nn.ReLU(),
-        )
+        self.to_latent, self.from_latent = latent_bottleneck(ndim, channels[-1], latent_dim, bottom)
         # up[i][j]: from level i+1 to level i, feeding X[i][j]; nodes[i][j]: fuses the j earlier nodes of level i with it.
         self.up = nn.ModuleDict()
         self.nodes = nn.ModuleDict()
