@@ -118,7 +118,7 @@ class AGAD(BaseEstimator):
         lambda_adcon: float = 15.0,
         lambda_lat: float = 5.0,
         adcon: str = "hinge",
-        adcon_margin: float = 0.2,
+        adcon_margin: float = 0.1,
         adcon_warmup_steps: int = 0,
         update_order: str = "g_first",
         aux_bn: bool = True,

@@ -45,7 +45,7 @@ class TrainingConfig:
     aux_bn_mode: str = "separate"
     freeze_bn: bool = True
     adcon: str = "hinge"
-    adcon_margin: float = 0.2
+    adcon_margin: float = 0.1
     adcon_warmup_steps: int = 0
     update_order: str = "g_first"
     anomaly_loss: str = "reciprocal"
