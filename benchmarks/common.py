@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from agad_stream import AGAD  # noqa: E402
-from pipelines.baselines import ALL_BASELINE_NAMES, BASELINE_NAMES  # noqa: E402
+from pipelines.baselines import ALL_BASELINE_NAMES, BASELINE_NAMES, parse_agad_settings  # noqa: E402
 from pipelines.offline import score_detectors  # noqa: E402
 from pipelines.reports import ranking_metrics  # noqa: E402
 
@@ -57,16 +57,10 @@ def base_parser(description: str, subfolder: str) -> argparse.ArgumentParser:
 
 def agad_params(args: argparse.Namespace) -> dict[str, Any]:
     """The --agad NAME=VALUE settings as constructor keyword arguments."""
-    params: dict[str, Any] = {}
-    for item in args.agad:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--agad {item!r}: expected NAME=VALUE")
-        try:
-            params[name] = json.loads(value)
-        except json.JSONDecodeError:
-            params[name] = value
-    return params
+    try:
+        return parse_agad_settings(args.agad)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
 
 
 def baseline_names(args: argparse.Namespace) -> list[str]:

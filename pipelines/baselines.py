@@ -10,8 +10,9 @@ does: from held-out normal training windows at the same target false-positive ra
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,6 +25,20 @@ BASELINE_NAMES = ("plain-autoencoder", "pca", "isolation-forest", "ecod")
 #: slower ones (tens of seconds to minutes): the deep PyOD detectors and the L_adcon ablation
 EXTRA_BASELINE_NAMES = ("agad-no-adcon", "deep-svdd", "pyod-autoencoder")
 ALL_BASELINE_NAMES = BASELINE_NAMES + EXTRA_BASELINE_NAMES
+
+
+def parse_agad_settings(items: Iterable[str]) -> dict[str, Any]:
+    """``NAME=VALUE`` strings (from ``--agad``) as AGAD constructor keywords; VALUE is JSON when it parses."""
+    params: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--agad {item!r}: expected NAME=VALUE, e.g. adcon_margin=0.1")
+        try:
+            params[name] = json.loads(value)
+        except json.JSONDecodeError:
+            params[name] = value
+    return params
 
 
 class Detector(Protocol):

@@ -5,6 +5,8 @@ For each class c: normal = the training images of c; with supervision level
 training images. Test = the whole test set, c normal and everything else
 anomalous. AGAD trains with its defaults (early stopping on held-out normal
 training images) unless a budget is given: nothing is chosen on the test set.
+With --validation the test set is never read: a stratified sixth of the training
+images is held out and plays its part, for choosing settings (see --agad).
 Baselines (PyOD's PCA, IsolationForest, ECOD, DeepSVDD, ... on pixels) are
 unsupervised and fitted on the normal training images; the ablations are AGAD
 without pseudo-anomalies (λ_adcon = 0, no auxiliary BN) and the plain
@@ -26,12 +28,14 @@ from tqdm.auto import tqdm
 
 from agad_stream import AGAD
 from modalities.image import ImageModality
-from pipelines.baselines import ALL_BASELINE_NAMES, build_baseline
+from pipelines.baselines import ALL_BASELINE_NAMES, build_baseline, parse_agad_settings
 
 #: methods that can use labelled anomalies (γ > 0); the other baselines are fitted once, on normals
 SUPERVISED = ("AGAD", "agad-no-adcon")
 METHODS = ("AGAD", *ALL_BASELINE_NAMES)
 DEFAULT_METHODS = ("AGAD", "agad-no-adcon", "plain-autoencoder", "pca", "isolation-forest", "ecod", "deep-svdd")
+#: share of each class's training images held out as the evaluation set by --validation
+VALIDATION_FRACTION = 1 / 6
 
 
 def register(subparsers) -> None:
@@ -49,6 +53,11 @@ def register(subparsers) -> None:
     p.add_argument("--generator", default="naive", help="naive, unet or unetpp (the paper's best on images)")
     p.add_argument("--size", type=int, default=32, help="resize images to SIZE x SIZE (paper: 32); 0 keeps native size")
     p.add_argument("--train-limit", type=int, default=0, help="use at most this many normal training images per class (0 = all)")
+    p.add_argument("--agad", action="append", default=[], metavar="NAME=VALUE",
+                   help="an AGAD constructor parameter, e.g. --agad anomaly_loss=margin (repeatable; VALUE read as JSON when it parses)")
+    p.add_argument("--validation", action="store_true",
+                   help="choose settings without the test set: evaluate on a held-out sixth of the training images")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the --validation hold-out (default 0)")
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"which methods to run, from {', '.join(METHODS)}")
     p.add_argument("--device", default="auto")
     p.add_argument("--torch-threads", type=int, default=0,
@@ -84,6 +93,14 @@ def draw_labelled_anomalies(classes: np.ndarray, normal_class: int, n_normal: in
     return rng.choice(others, size=max(1, n_anomalies), replace=False)
 
 
+def validation_split(classes: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, held out) with VALIDATION_FRACTION of every class held out."""
+    rng = np.random.default_rng(seed)
+    held_out = np.concatenate([rng.choice(members, size=max(1, round(len(members) * VALIDATION_FRACTION)), replace=False)
+                               for members in (np.flatnonzero(classes == c) for c in np.unique(classes))])
+    return np.setdiff1d(np.arange(len(classes)), held_out), np.sort(held_out)
+
+
 def run(args) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = set(methods) - set(METHODS)
@@ -92,8 +109,17 @@ def run(args) -> int:
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     modality = ImageModality(size=args.size or None)
+    # --agad settings win over the shortcuts (--max-steps, --channels, ...) they repeat
+    agad_params = {"max_steps": args.max_steps, "epochs": args.epochs, "batch_size": args.batch_size or "auto",
+                   "channels": _ints(args.channels) if args.channels else "auto", "generator": args.generator,
+                   "device": args.device, "verbose": args.verbose, **parse_agad_settings(args.agad)}
     X_train, c_train = load_split(modality, Path(args.data_dir), "train", None)
-    X_test, c_test = load_split(modality, Path(args.data_dir), "test", args.test_data)
+    if args.validation:
+        kept, held_out = validation_split(c_train, args.split_seed)
+        X_test, c_test = X_train[held_out], c_train[held_out]
+        X_train, c_train = X_train[kept], c_train[kept]
+    else:
+        X_test, c_test = load_split(modality, Path(args.data_dir), "test", args.test_data)
     classes = sorted(set(c_train.tolist())) if args.classes == "all" else _ints(args.classes)
     gammas = [float(g) for g in args.gammas.split(",")]
     seeds = _ints(args.seeds)
@@ -114,9 +140,7 @@ def run(args) -> int:
         labelled = draw_labelled_anomalies(c_train, normal_class, len(normal), gamma, rng)
         y_test = (c_test != normal_class).astype(int)
         started = time.perf_counter()
-        model = AGAD(max_steps=args.max_steps, epochs=args.epochs, batch_size=args.batch_size or "auto",
-                     channels=_ints(args.channels) if args.channels else "auto", generator=args.generator,
-                     random_state=seed, device=args.device, verbose=args.verbose)
+        model = AGAD(**{**agad_params, "random_state": seed})
         if method in SUPERVISED:
             detector = model if method == "AGAD" else build_baseline(method, model)
             idx = np.concatenate([normal, labelled])
@@ -126,7 +150,8 @@ def run(args) -> int:
         scores = detector.score_samples(X_test)
         results.append({"method": method, "gamma": gamma, "seed": seed, "class": normal_class,
                         "auroc": float(roc_auc_score(y_test, scores)), "n_normal": int(len(normal)),
-                        "n_labelled_anomalies": int(len(labelled)), "seconds": time.perf_counter() - started})
+                        "n_labelled_anomalies": int(len(labelled)), "seconds": time.perf_counter() - started,
+                        "n_steps": getattr(detector, "n_steps_", None)})
         _write_json(out, {"config": {k: v for k, v in vars(args).items() if k != "func"}, "runs": results})
 
     table = format_table(results, classes, gammas)

@@ -1,11 +1,14 @@
 """The image benchmark end to end on a real Fashion-MNIST slice (tests/data/fashion-mnist)."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from pipelines.bench_images import draw_labelled_anomalies
+from pipelines.baselines import parse_agad_settings
+from pipelines.bench_images import draw_labelled_anomalies, validation_split
 from pipelines.cli import main
 
 SLICE = Path(__file__).parent / "data" / "fashion-mnist"
@@ -48,3 +51,34 @@ def test_resume_skips_finished_runs(tmp_path):
     first = json.loads(out.read_text())["runs"]
     main([*args, "--resume"])
     assert json.loads(out.read_text())["runs"] == first
+
+
+def test_validation_split_holds_out_a_sixth_of_every_class():
+    classes = np.repeat(np.arange(3), [60, 120, 30])
+    kept, held_out = validation_split(classes, seed=0)
+    assert len(np.intersect1d(kept, held_out)) == 0 and len(kept) + len(held_out) == len(classes)
+    assert [int(np.sum(classes[held_out] == c)) for c in range(3)] == [10, 20, 5]
+    assert not np.array_equal(held_out, validation_split(classes, seed=1)[1])
+
+
+def test_validation_mode_never_reads_the_test_set_and_passes_agad_settings(tmp_path):
+    train_only = tmp_path / "train-only"
+    train_only.mkdir()
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
+        shutil.copy(SLICE / name, train_only / name)
+    out = tmp_path / "validation.json"
+    code = main(["bench-images", "--data-dir", str(train_only), "--validation", "--classes", "1", "--gammas", "0.1",
+                 "--methods", "AGAD", "--channels", "8,16,32", "--batch-size", "16", "--max-steps", "50",
+                 "--agad", "max_steps=3", "--agad", "anomaly_loss=margin", "--out", str(out)])
+    assert code == 0
+    (run,) = json.loads(out.read_text())["runs"]
+    assert 0.0 <= run["auroc"] <= 1.0 and run["n_steps"] == 3, "--agad max_steps=3 overrides --max-steps 50"
+    assert run["n_normal"] == 40 - round(40 / 6), "the held-out sixth of the 40 trousers must not be trained on"
+    assert json.loads(out.read_text())["config"]["agad"] == ["max_steps=3", "anomaly_loss=margin"]
+
+
+def test_agad_settings_parse_as_json_or_text_and_name_bad_input():
+    assert parse_agad_settings(["adcon_margin=0.1", "channels=[8,16]", "adcon=hinge"]) == {
+        "adcon_margin": 0.1, "channels": [8, 16], "adcon": "hinge"}
+    with pytest.raises(ValueError, match="expected NAME=VALUE"):
+        parse_agad_settings(["adcon_margin"])
