@@ -48,7 +48,7 @@ class TrainingConfig:
     adcon_margin: float = 0.1
     adcon_warmup_steps: int = 0
     update_order: str = "g_first"
-    anomaly_loss: str = "reciprocal"
+    anomaly_loss: str = "margin"
     anomaly_margin: float = 1.0
     lr: float = 2e-4
     beta1: float = 0.5
