@@ -149,15 +149,15 @@ def test_a_dead_letter_that_fits_is_kept_whole():
     headers = codec.dead_letter_headers([("probe", b"p")], codec.InvalidMessage(codec.WRONG_SHAPE, "x"), "in", 0, 7)
     value = b"v" * 1000
     assert codec.fit_dead_letter(b"key", value, headers, limit=codec.record_size_bound(b"key", value, headers)) \
-        == (value, headers)
+        == (b"key", value, headers)
 
 
 def test_a_dead_letter_too_large_for_its_topic_becomes_a_reference():
     original = [("probe", b"p" * 50), ("error", b"a hostile header of the same name")]
     headers = codec.dead_letter_headers(original, codec.InvalidMessage(codec.WRONG_SHAPE, "x"), "in", 3, 7)
     value = b"v" * 5000
-    fitted_value, fitted = codec.fit_dead_letter(b"key", value, headers, limit=1000)
-    assert fitted_value == b""
+    key, fitted_value, fitted = codec.fit_dead_letter(b"key", value, headers, limit=1000)
+    assert key == b"key" and fitted_value == b""
     assert codec.record_size_bound(b"key", fitted_value, fitted) <= 1000
     assert dict(fitted) == {
         "error": b"wrong_shape: x", "source-topic": b"in", "source-partition": b"3", "source-offset": b"7",
@@ -184,3 +184,47 @@ def test_top_segments_2d_tiles_and_short_windows():
     assert best["start"] == [6, 0] and best["end"] == [8, 2] and best["energy"] == 4.0
     short = codec.top_segments(np.ones((1, 1, 3)), k=5, n_segments=8)[0]
     assert len(short) == 3 and {s["end"] - s["start"] for s in short} == {1}
+
+
+def test_a_reference_drops_a_key_too_long_to_keep():
+    key = b"\xff" * 180_000
+    error = codec.InvalidMessage(codec.OVERSIZE_KEY, "key is 180000 bytes")
+    kept_key, value, headers = codec.dead_letter(key, b"v" * 900_000, [], error, "in", 0, 5, limit=1_000_000)
+    assert kept_key is None and value == b""
+    assert dict(headers)["original-key-size"] == b"180000"
+    assert dict(headers)["original-key-sha256"] == hashlib.sha256(key).hexdigest().encode()
+    assert codec.record_size_bound(kept_key, value, headers) < 2_000
+
+
+@pytest.mark.parametrize("key", [b"\xff" * 180_000, b"k" * 600_000, b"s" * (codec.MAX_ID_BYTES + 1)])
+def test_a_key_over_the_bound_is_an_oversize_key(key):
+    value = codec.encode_json_window("w1", np.zeros(4))
+    with pytest.raises(codec.InvalidMessage) as raised:
+        codec.decode_window(value, key, None, (1, 4))
+    assert raised.value.reason == codec.OVERSIZE_KEY and f"{len(key)} bytes" in str(raised.value)
+
+
+def test_stream_and_id_fields_over_the_bound_are_refused():
+    long_stream = codec.encode_json_window("w1", np.zeros(4), stream="s" * 300)
+    with pytest.raises(codec.InvalidMessage, match="'stream' is 300 bytes") as raised:
+        codec.decode_window(long_stream, b"short", None, (1, 4))
+    assert raised.value.reason == codec.OVERSIZE_KEY
+    with pytest.raises(codec.InvalidMessage, match="'id' is 1000 bytes"):
+        codec.decode_window(codec.encode_json_window("i" * 1000, np.zeros(4)), None, None, (1, 4))
+    without_stream = json.dumps({"id": "w", "values": [0, 0, 0, 0]}).encode()
+    at_bound = codec.decode_window(without_stream, b"k" * codec.MAX_ID_BYTES, None, (1, 4))
+    assert at_bound.stream == "k" * codec.MAX_ID_BYTES
+
+
+@pytest.mark.parametrize("score", [float("inf"), float("-inf"), float("nan")])
+def test_a_non_finite_score_is_a_strict_json_anomaly(score):
+    window = codec.Window(id="w", stream="s", ts=None, raw=np.zeros((1, 4), np.float32), label=None)
+    segments = [{"channel": 0, "start": 0, "end": 2, "energy": float("inf"), "share": float("nan")}]
+    value = codec.encode_score(window, 1, score, 2.0, segments, 0.0, 1.0)
+
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    message = json.loads(value, parse_constant=refuse)
+    assert message["score"] is None and message["is_anomaly"] is True
+    assert message["reason"] == codec.NON_FINITE_SCORE and message["top_segments"] == []
