@@ -160,12 +160,12 @@ def test_the_gate_rejects_a_candidate_trained_on_mislabelled_confirmations(regis
     training = [n for n, i in enumerate(ids) if split_of(i, HOLDOUT) == "train"]
     confirm(topics.bootstrap, labels, "", pvc[validation], 1, [ids[n] for n in validation])
     confirm(topics.bootstrap, labels, "", pvc[training], 0, [ids[n] for n in training])  # mislabelled
-    assert retrain(registry, topics.bootstrap, labels) == 0
+    assert retrain(registry, topics.bootstrap, labels) == 4  # refused by the gate
     entry = registry.read_log()[-1]
     assert entry["event"] == "rejected"
     assert any("recall on confirmed anomalies" in r and "worse by" in r for r in entry["reasons"]), entry["reasons"]
     assert registry.current_version() == 1 and registry.metadata(entry["version"])["decision"] == "rejected"
-    assert retrain(registry, topics.bootstrap, labels) == 0  # nothing new: no second candidate
+    assert retrain(registry, topics.bootstrap, labels) == 3  # nothing new: no second candidate
     assert len(registry.read_log()) == 1
 
 
@@ -174,7 +174,7 @@ def test_bad_confirmations_are_dead_lettered_and_good_ones_kept(registry, templa
     good = confirm(topics.bootstrap, labels, "good", template[3][:3], 1)
     bad = [b"{not json", json.dumps({"id": "x", "label": 5, "values": [0.0] * 288, "labelled_by": "a"}).encode()]
     send(topics.bootstrap, labels, [Message(f"bad-{n}", b"119", v, [("probe", b"kept")]) for n, v in enumerate(bad)])
-    assert retrain(registry, topics.bootstrap, labels, "--min-new", "100") == 0
+    assert retrain(registry, topics.bootstrap, labels, "--min-new", "100") == 3  # stored; too few to retrain
     dead = read_topic(topics.bootstrap, f"{labels}-dead", lambda records: len(records) >= 2)
     assert [r.value for r in dead] == bad
     assert dead[0].headers["error"].startswith(b"undecodable: not JSON") and dead[0].headers["probe"] == b"kept"
