@@ -220,3 +220,22 @@ def test_the_long_lived_job_retrains_when_due_and_outlives_bad_messages(registry
     confirm(topics.bootstrap, labels, "inverted", invert_t(template[1][:30]), 1)
     job.wait_for("event=promoted", timeout_s=150)
     assert job.process.poll() is None and registry.current_version() == 2
+
+
+def test_relabelling_the_anomalies_a_promoted_version_learned_is_refused(registry, template, labels_topic):
+    """Issue 19: the gate's validation share comes from the same labels as training, so a forger
+    who relabels confirmed anomalies as false alarms can argue a blind candidate through it.
+    The anomalies version 2 was promoted on are trusted: a candidate that stops detecting them
+    is refused, whatever the new labels say (the contradiction check is switched off here)."""
+    topics, labels = labels_topic
+    _, reference, _, _ = template
+    ids = confirm(topics.bootstrap, labels, "confirmed-inverted", invert_t(reference[:40]), 1)
+    assert retrain(registry, topics.bootstrap, labels) == 0 and registry.current_version() == 2
+    assert LabelStore(registry.root / "labels.sqlite").trusted_anomalies().shape[0] == 40
+    confirm(topics.bootstrap, labels, "", invert_t(reference[:40]), 0, ids)  # the same windows, now "normal"
+    assert retrain(registry, topics.bootstrap, labels, "--max-contradicting-share", "1", "--init", "fine-tune") == 4
+    entry = registry.read_log()[-1]
+    assert entry["event"] == "rejected" and registry.current_version() == 2
+    assert any(r.startswith("trusted anomalies the current model detects") and "more than" in r
+               for r in entry["reasons"]), entry["reasons"]
+    assert entry["conflicts"]["same_window"] == 40
