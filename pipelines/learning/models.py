@@ -11,9 +11,8 @@ import argparse
 import json
 import time
 
-import numpy as np
-
 from agad_stream import ModelRegistry
+from modalities.arrays import read_npy
 from pipelines.learning.reference import DEFAULT_HOLDOUT, save_reference
 from pipelines.model_dir import load_model_dir
 
@@ -95,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             registry.append_log({"event": "pruned", "version": version})
         print(f"removed versions {doomed or 'none'}; kept {registry.versions()}")
     else:
-        n_train, n_validation = save_reference(registry, np.load(args.windows), args.holdout)
+        n_train, n_validation = save_reference(registry, read_npy(args.windows)[0], args.holdout)
         print(f"stored {n_train} reference training and {n_validation} validation normal windows in {registry.root}")
     return 0
 
