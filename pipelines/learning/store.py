@@ -60,9 +60,20 @@ class LabelStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            problems = [row[0] for row in self.db.execute("PRAGMA quick_check")]  # a damaged page shows here, not later
+            if problems != ["ok"]:
+                raise sqlite3.DatabaseError("; ".join(problems[:3]))
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as error:
+            self.db.close()
+            if isinstance(error, sqlite3.OperationalError):  # locked, read-only, disk full: not the file's content
+                raise
+            raise ValueError(f"label store {self.path} is corrupt ({error}): move it aside, with its -wal and -shm "
+                             "files, and run retrain again; the new store re-reads the labels topic only with a new "
+                             "--group (or the group's offsets reset to the earliest)") from None
         stored = self._state("holdout")
         if stored is None:
             holdout = DEFAULT_HOLDOUT if holdout is None else holdout
