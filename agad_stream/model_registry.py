@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import tempfile
+import logging
 import time
 from pathlib import Path
 from typing import Callable
@@ -27,6 +28,7 @@ from typing import Callable
 VERSION_WIDTH = 4
 METADATA_FILE = "metadata.json"
 LOG_FILE = "registry-log.jsonl"
+log = logging.getLogger("agad_stream.registry")
 
 
 def fsync_dir(path: Path) -> None:
@@ -54,6 +56,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
+def is_version_number(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '²' or '١', which int() may refuse or read as another number."""
+    return text.isascii() and text.isdigit()
+
+
 def _fsync_tree(root: Path) -> None:
     for path in sorted(root.rglob("*")):
         if path.is_file():
@@ -66,15 +73,26 @@ def _fsync_tree(root: Path) -> None:
 class ModelRegistry:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+        self._reported: set[str] = set()  # stray entries already warned about: once each, not at every listing
 
     @property
     def versions_dir(self) -> Path:
         return self.root / "versions"
 
     def versions(self) -> list[int]:
+        """The version numbers present; an entry not named by ASCII digits is skipped with a warning
+        (hidden ones, the staging and removal directories, silently)."""
         if not self.versions_dir.is_dir():
             return []
-        return sorted(int(p.name) for p in self.versions_dir.iterdir() if p.is_dir() and p.name.isdigit())
+        found = []
+        for entry in self.versions_dir.iterdir():
+            if entry.is_dir() and is_version_number(entry.name):
+                found.append(int(entry.name))
+            elif not entry.name.startswith(".") and entry.name not in self._reported:
+                self._reported.add(entry.name)
+                log.warning("model registry %s: skipping %r, which is not a version directory (versions are "
+                            "directories named by ASCII digits, e.g. 0001)", self.root, entry.name)
+        return sorted(found)
 
     def path(self, version: int) -> Path:
         path = self.versions_dir / f"{version:0{VERSION_WIDTH}d}"
@@ -88,8 +106,9 @@ class ModelRegistry:
             text = (self.root / "current").read_text().strip()
         except FileNotFoundError:
             return None
-        if not text.isdigit():
-            raise ValueError(f"{self.root / 'current'} should hold a version number, found {text!r}")
+        if not is_version_number(text):
+            raise ValueError(f"{self.root / 'current'} should hold a version number (ASCII digits), found {text!r}: "
+                             f"make a version current again (agad-stream models --model-registry {self.root} promote V)")
         return int(text)
 
     def current_path(self) -> Path:

@@ -22,7 +22,10 @@ SWITCH_EVENTS = ("promoted", "manual_promote", "rollback")
 def switch_to(registry: ModelRegistry, version: int, event: str) -> int:
     """Make `version` current after checking that it loads; returns the previous current version."""
     load_model_dir(registry.path(version), device="cpu")
-    previous = registry.current_version()
+    try:
+        previous = registry.current_version()
+    except ValueError:  # a damaged `current` pointer: promoting a version is how it is repaired
+        previous = None
     registry.set_current(version)
     registry.append_log({"event": event, "version": version, "previous": previous})
     return previous
