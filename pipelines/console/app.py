@@ -22,7 +22,7 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipelines.console.auth import Authenticator, RateLimiter, Session, Sessions, User, csrf_ok
+from pipelines.console.auth import Authenticator, PasswordTooLong, RateLimiter, Session, Sessions, User, csrf_ok
 from pipelines.console.explain import Models, explain
 from pipelines.console.feed import Feed
 from pipelines.learning.models import rollback_target, switch_to
@@ -106,7 +106,9 @@ def create_app(feed: Feed, models: Models, authenticator: Authenticator, setting
 
     @app.post("/api/login")
     async def login(request: Request) -> JSONResponse:
-        if not login_limiter.allow(request.client.host if request.client else "?"):
+        client = request.client.host if request.client else "?"  # a proxy's forwarded address only if trusted
+        if not login_limiter.allow(client):
+            log_event(log, "console_login_refused", logging.WARNING, client=printable(client), why="rate limit")
             raise HTTPException(429, "too many login attempts; wait a minute")
         if request.headers.get("content-type", "").split(";")[0] != "application/json":
             raise HTTPException(415, "send JSON")  # a cross-site form cannot, without a CORS preflight
@@ -114,13 +116,19 @@ def create_app(feed: Feed, models: Models, authenticator: Authenticator, setting
         if body.get("token"):
             user = authenticator.bearer(str(body["token"]))
         else:
-            user = await asyncio.to_thread(authenticator.password, str(body.get("username", "")),
-                                           str(body.get("password", "")))
+            try:
+                user = await asyncio.to_thread(authenticator.password, str(body.get("username", "")),
+                                               str(body.get("password", "")))
+            except PasswordTooLong as error:
+                log_event(log, "console_login_failed", logging.WARNING, user=printable(body.get("username")),
+                          client=printable(client), why="password too long")
+                raise HTTPException(400, str(error)) from None
         if user is None:
-            log_event(log, "console_login_failed", logging.WARNING, user=printable(body.get("username", "token")))
+            log_event(log, "console_login_failed", logging.WARNING, user=printable(body.get("username", "token")),
+                      client=printable(client))
             raise HTTPException(401, "wrong user name, password or token")
         sid, session = sessions.create(user)
-        log_event(log, "console_login", user=user.name, role=user.role)
+        log_event(log, "console_login", user=user.name, role=user.role, client=printable(client))
         response = JSONResponse({"user": user.name, "role": user.role, "csrf": session.csrf})
         response.set_cookie(COOKIE, sid, httponly=True, secure=settings.secure_cookie, samesite="strict",
                             max_age=int(sessions.ttl_s), path="/")

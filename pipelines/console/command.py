@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import ipaddress
 import os
 import secrets
 import socket
@@ -51,6 +52,9 @@ def register(subparsers) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--allow-remote", action="store_true", help="allow a --host other than loopback")
+    p.add_argument("--trusted-proxies", default="", metavar="ADDRESSES",
+                   help="comma-separated addresses or networks of reverse proxies whose X-Forwarded-For and "
+                        "X-Forwarded-Proto are believed (default: none; the login rate limit is per client address)")
     p.add_argument("--users", help="TOML file of [users.NAME] with password (bcrypt hash) and role (reviewer|admin)")
     p.add_argument("--token-env", default=TOKEN_ENV, help=f"environment variable holding a bearer token "
                                                           f"(admin role; default {TOKEN_ENV})")
@@ -78,9 +82,23 @@ def build(args: argparse.Namespace) -> tuple[uvicorn.Server, Feed]:
     settings = ConsoleSettings(secure_cookie=tls or not is_loopback(args.host), label_rate=args.label_rate,
                                metrics_url=args.metrics_url)
     app = create_app(feed, models, authenticator, settings)
+    proxies = trusted_proxies(args.trusted_proxies)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=2,
-                            ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
+                            ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
+                            proxy_headers=bool(proxies), forwarded_allow_ips=proxies)
     return uvicorn.Server(config), feed
+
+
+def trusted_proxies(text: str) -> list[str]:
+    """--trusted-proxies as checked addresses/networks. uvicorn otherwise trusts X-Forwarded-For from 127.0.0.1,
+    so any local client could claim a fresh address per request and escape the login rate limit."""
+    proxies = [part.strip() for part in text.split(",") if part.strip()]
+    for proxy in proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ValueError(f"--trusted-proxies: {proxy!r} is not an IP address or network") from None
+    return proxies
 
 
 def run(args: argparse.Namespace) -> int:
