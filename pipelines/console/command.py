@@ -60,6 +60,8 @@ def register(subparsers) -> None:
                                                           f"(admin role; default {TOKEN_ENV})")
     p.add_argument("--start", choices=("earliest", "latest"), default="earliest",
                    help="read the topics from their start (default) or only new messages (labels: always all)")
+    p.add_argument("--max-streams", type=int, default=2000,
+                   help="stream keys kept in the streams view, the most recently seen (default 2000)")
     p.add_argument("--label-rate", type=float, default=5.0, help="labels per second per user, on average (default 5)")
     p.add_argument("--ssl-certfile")
     p.add_argument("--ssl-keyfile")
@@ -73,11 +75,14 @@ def build(args: argparse.Namespace) -> tuple[uvicorn.Server, Feed]:
     if missing or not (args.model_registry or args.model):
         raise ValueError(f"console needs {', '.join(missing + ['--model-registry or --model'])}")
     check_bind(args.host, args.allow_remote)
+    if args.max_streams < 1:
+        raise ValueError(f"--max-streams must be >= 1, got {args.max_streams}")
     users = load_users(args.users) if args.users else None
     authenticator = Authenticator(users, os.environ.get(args.token_env) or None)
     models = Models(registry=args.model_registry, model_dir=args.model)
     feed = Feed(FeedConfig(args.bootstrap_servers, args.scores_topic, args.review_topic, args.labels_topic,
-                           args.windows_topic, start=args.start), raw_shape=lambda: models.get().raw_shape)
+                           args.windows_topic, start=args.start, max_streams=args.max_streams),
+                raw_shape=lambda: models.get().raw_shape)
     tls = bool(args.ssl_certfile)
     settings = ConsoleSettings(secure_cookie=tls or not is_loopback(args.host), label_rate=args.label_rate,
                                metrics_url=args.metrics_url)
