@@ -329,7 +329,10 @@ def _take(signal: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
 
 def check_record_files(header: wfdb.Record, base: str) -> None:
     """A header with a line per declared signal, and data files as long as it says: wfdb itself fails on
-    either with a TypeError or a numpy broadcasting error that names neither the file nor the cause."""
+    either with a TypeError or a numpy broadcasting error that names neither the file nor the cause.
+    A multi-segment header (wfdb.MultiRecord) names segment records, not data files: it is left to wfdb."""
+    if not isinstance(header, wfdb.Record):
+        return
     described = len(header.sig_name or [])
     if header.n_sig < 1 or described != header.n_sig:
         raise ValueError(f"{base}.hea declares {header.n_sig} signal(s) but has {described} signal line(s): "
