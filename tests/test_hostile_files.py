@@ -15,6 +15,7 @@ import pytest
 
 from agad_stream import ModelRegistry
 from pipelines.cli import main
+from pipelines.console.explain import Models
 from pipelines.learning.labels import encode_confirmation, decode_confirmation
 from pipelines.learning.store import LabelStore
 
@@ -138,3 +139,5 @@ def test_stray_registry_entries_are_skipped_and_a_non_ascii_pointer_is_a_clear_e
     assert main(["models", "--model-registry", str(registry.root), "promote", "1"]) == 0  # the repair it names
     assert registry.current_version() == 1
     assert json.loads((registry.root / "registry-log.jsonl").read_text().splitlines()[-1])["previous"] is None
+    with pytest.raises(ValueError, match="'²' is not in registry"):  # a review message's model_version, in the console
+        Models(registry=registry.root).get("²")
