@@ -132,12 +132,18 @@ def test_the_stream_table_is_bounded_paged_and_its_keys_are_short(crowded):
     assert len(names) == len(set(names)) == KEPT_STREAMS and names == sorted(names)
     assert set(crowded.keys[:SENT_STREAMS - KEPT_STREAMS]).isdisjoint(names)  # the least recently seen went
     long_rows = [name for name in names if name.startswith("LLL")]
-    assert len(long_rows) == LONG_STREAMS and all(len(name) == 200 for name in long_rows)  # still one row each
-    first_long = short_key(crowded.keys[-LONG_STREAMS], 200)
+    assert len(long_rows) == LONG_STREAMS and all(len(name.encode()) == 256 for name in long_rows)  # one row each
+    first_long = short_key(crowded.keys[-LONG_STREAMS])
     assert first_long in long_rows
     windows = call(crowded.url, f"/api/stream-windows?stream={quote(first_long)}", cookie=cookie).body
     assert [w["id"] for w in windows] == [f"w{SENT_STREAMS - LONG_STREAMS}"]  # found by its short key
     assert call(crowded.url, "/api/streams?limit=501", cookie=cookie).status == 422
+
+
+def test_a_short_key_fits_its_bytes_and_leaves_keys_the_scorer_takes_alone():
+    assert short_key("é" * 128) == "é" * 128  # 256 bytes: the scorer's limit, kept whole
+    cut = short_key("é" * 129)
+    assert len(cut.encode()) <= 256 and cut.startswith("é" * 100) and cut != short_key("é" * 130)
 
 
 def test_the_streams_view_pages_in_the_browser_and_takes_new_streams_live(crowded, kafka_bootstrap):

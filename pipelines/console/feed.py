@@ -1,10 +1,10 @@
 """The console's view of Kafka: one thread follows the score, review, labels and (optional) windows topics.
 
 Everything kept is bounded: one row for each of the `max_streams` most recently seen stream
-keys (each key cut to `max_key_chars`), the last `recent` scores per stream, the newest
-`max_alarms` flagged windows and the values of the newest `max_windows` input windows (for
-marking a missed anomaly). Changes are appended to an event list that the Server-Sent Events
-endpoint reads by sequence number.
+keys (a key over the scorer's own limit, `codec.MAX_ID_BYTES`, shortened), the last `recent`
+scores per stream, the newest `max_alarms` flagged windows and the values of the newest
+`max_windows` input windows (for marking a missed anomaly). Changes are appended to an event
+list that the Server-Sent Events endpoint reads by sequence number.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ class FeedConfig:
     start: str = "earliest"
     max_alarms: int = 2000
     max_streams: int = 2000
-    max_key_chars: int = 200
     max_windows: int = 5000
     recent: int = 40
 
@@ -54,11 +53,15 @@ def _bounded_put(store: OrderedDict, key, value, limit: int) -> list:
     return dropped
 
 
-def short_key(key: str, limit: int) -> str:
-    """`key` itself, or its start and a hash when longer than `limit`: bounded, and still one row per key."""
-    if len(key) <= limit:
+def short_key(key: str, limit: int = codec.MAX_ID_BYTES) -> str:
+    """`key` itself, or, over `limit` UTF-8 bytes, its start, '…' and 8 hex digits of its SHA-256 in at most
+    `limit` bytes: bounded, and still one row per key. The scorer refuses longer keys, so a key it scored
+    is never cut."""
+    encoded = key.encode("utf-8", "replace")
+    if len(encoded) <= limit:
         return key
-    return f"{key[:max(limit - 9, 0)]}…{hashlib.sha256(key.encode('utf-8', 'replace')).hexdigest()[:8]}"
+    tail = f"…{hashlib.sha256(encoded).hexdigest()[:8]}"
+    return encoded[:max(limit - len(tail.encode()), 0)].decode("utf-8", "ignore") + tail
 
 
 class Feed:
@@ -151,7 +154,7 @@ class Feed:
                 self._on_label(message)
 
     def _stream_key(self, stream: str | None) -> str:
-        return short_key(stream or NO_STREAM, self.config.max_key_chars)
+        return short_key(stream or NO_STREAM)
 
     # ------------------------------------------------------------------ state (called with the lock held)
     def _emit(self, kind: str, payload: dict) -> None:
