@@ -28,6 +28,7 @@ from pipelines.console.app import ConsoleSettings, create_app
 from pipelines.console.auth import Authenticator, check_bind, hash_password, is_loopback, load_users
 from pipelines.console.explain import Models
 from pipelines.console.feed import Feed, FeedConfig
+from pipelines.learning import signing
 from pipelines.streaming.kafka_io import quiet_kafka_logging
 
 DEFAULT_PORT = 8765
@@ -52,6 +53,8 @@ def register(subparsers) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--allow-remote", action="store_true", help="allow a --host other than loopback")
+    p.add_argument("--signing-key", metavar="FILE",
+                   help=f"sign every confirmation with this key (default ${signing.KEY_ENV}), for retrain --require-signed")
     p.add_argument("--trusted-proxies", default="", metavar="ADDRESSES",
                    help="comma-separated addresses or networks of reverse proxies whose X-Forwarded-For and "
                         "X-Forwarded-Proto are believed (default: none; the login rate limit is per client address)")
@@ -81,7 +84,8 @@ def build(args: argparse.Namespace) -> tuple[uvicorn.Server, Feed]:
     authenticator = Authenticator(users, os.environ.get(args.token_env) or None)
     models = Models(registry=args.model_registry, model_dir=args.model)
     feed = Feed(FeedConfig(args.bootstrap_servers, args.scores_topic, args.review_topic, args.labels_topic,
-                           args.windows_topic, start=args.start, max_streams=args.max_streams),
+                           args.windows_topic, start=args.start, max_streams=args.max_streams,
+                           signing_key=signing.load_key(args.signing_key)),
                 raw_shape=lambda: models.get().raw_shape)
     tls = bool(args.ssl_certfile)
     settings = ConsoleSettings(secure_cookie=tls or not is_loopback(args.host), label_rate=args.label_rate,

@@ -13,7 +13,7 @@ import hashlib
 import logging
 import threading
 from collections import OrderedDict, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from kafka import TopicPartition
@@ -41,6 +41,8 @@ class FeedConfig:
     max_streams: int = 2000
     max_windows: int = 5000
     recent: int = 40
+    #: confirmations are signed with it when set (see pipelines/learning/signing.py)
+    signing_key: bytes | None = field(default=None, repr=False)
 
 
 def _bounded_put(store: OrderedDict, key, value, limit: int) -> list:
@@ -234,7 +236,8 @@ class Feed:
     def label(self, window: dict, label: int, user: str, timeout_s: float = 10.0) -> None:
         """Publish one confirmation and wait for the broker's acknowledgement."""
         value = encode_confirmation(window["id"], label, np.asarray(window["values"], dtype=np.float64), user,
-                                    stream=window["stream"], model_version=window.get("model_version"))
+                                    stream=window["stream"], model_version=window.get("model_version"),
+                                    signing_key=self.config.signing_key)
         self._producer.send(self.config.labels_topic, key=window["stream"].encode(), value=value).get(timeout_s)
 
     def mark_skipped(self, window_id: str) -> None:
