@@ -124,7 +124,7 @@ def test_score_message_fields():
     window = codec.Window(id="a", stream="s", ts=None, raw=window_values(), label=0)
     message = json.loads(codec.encode_score(window, 3, 2.5, 2.0, [], 1_700_000_000.25, 12.3456))
     assert message == {
-        "id": "a", "stream": "s", "model_version": 3, "score": 2.5, "threshold": 2.0, "threshold_mode": "global",
+        "id": "a", "stream": "s", "ts": None, "model_version": 3, "score": 2.5, "threshold": 2.0, "threshold_mode": "global",
         "is_anomaly": True, "label": 0, "scored_at": "2023-11-14T22:13:20.250Z", "latency_ms": 12.346, "top_segments": [],
     }
     unlabelled = codec.Window(id="b", stream=None, ts=None, raw=window_values(), label=None)
@@ -230,3 +230,23 @@ def test_a_non_finite_score_is_a_strict_json_anomaly(score):
     message = json.loads(value, parse_constant=refuse)
     assert message["score"] is None and message["is_anomaly"] is True
     assert message["reason"] == codec.NON_FINITE_SCORE and message["top_segments"] == []
+
+
+def test_the_recording_time_is_copied_into_the_score():
+    window = codec.decode_window(codec.encode_json_window("w", np.zeros(4), ts="2026-12-02T03:00:00.125+01:00"),
+                                 None, None, (1, 4))
+    assert json.loads(codec.encode_score(window, 1, 0.5, 1.0, [], 0.0, 1.0))["ts"] == "2026-12-02T03:00:00.125+01:00"
+    value, headers = codec.encode_binary_window("b", np.zeros((1, 4)), ts=1764644400.5)
+    assert codec.decode_window(value, None, headers, (1, 4)).ts == "1764644400.5"
+
+
+@pytest.mark.parametrize("ts, words", [(True, "'ts' must be"), ([1, 2], "'ts' must be"), ({"a": 1}, "'ts' must be"),
+                                       ("t" * 300, "'ts' is 300 bytes")])
+def test_a_ts_that_cannot_be_copied_into_a_score_is_refused(ts, words):
+    value = json.dumps({"id": "w", "ts": ts, "values": [0, 0, 0, 0]}).encode()
+    with pytest.raises(codec.InvalidMessage, match=words) as raised:
+        codec.decode_window(value, None, None, (1, 4))
+    assert raised.value.reason == codec.UNDECODABLE
+    nan = b'{"id": "w", "ts": NaN, "values": [0, 0, 0, 0]}'
+    with pytest.raises(codec.InvalidMessage, match="finite number"):
+        codec.decode_window(nan, None, None, (1, 4))

@@ -6,7 +6,7 @@ Input (one raw window per message, key = stream id):
   binary  value = little-endian float32 samples; headers content-type
           "application/x-float32-le", shape (e.g. "1,288") and id; ts header optional.
   Optional header label = "0" / "1" (the truth, when a replay knows it).
-Output: JSON {"id", "stream", "model_version", "score", "threshold", "threshold_mode", "is_anomaly",
+Output: JSON {"id", "stream", "ts" (the input's, as given), "model_version", "score", "threshold", "threshold_mode", "is_anomaly",
   "label" (if given), "reason" (if a signal-quality check failed, e.g. "signal_quality: flatline";
   the window is then anomalous whatever its score), "scored_at", "latency_ms", "top_segments"}.
   A window whose score is not finite is an anomaly with "reason": "non_finite_score" and
@@ -207,7 +207,17 @@ def _parse_json(value: bytes, stream: str | None) -> tuple[str, str | None, Any,
     stream = message.get("stream", stream)
     if stream is not None and not isinstance(stream, str):
         raise InvalidMessage(UNDECODABLE, f"'stream' must be a string or null, got {type(stream).__name__}")
-    return str(window_id), stream, message.get("ts"), parse_values(message["values"])
+    return str(window_id), stream, check_ts(message.get("ts")), parse_values(message["values"])
+
+
+def check_ts(ts: Any) -> Any:
+    """The window's recording time as given (copied into its score): a string of at most
+    MAX_ID_BYTES, a finite number (e.g. epoch seconds) or None."""
+    if isinstance(ts, str):
+        check_id_length("'ts'", ts.encode("utf-8", "surrogatepass"), reason=UNDECODABLE)
+    elif ts is not None and (isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts)):
+        raise InvalidMessage(UNDECODABLE, f"'ts' must be a string, a finite number or null, got {json.dumps(ts)[:80]}")
+    return ts
 
 
 def parse_values(values: Any) -> np.ndarray:
@@ -231,7 +241,7 @@ def _parse_binary(value: bytes, headers: Headers | None) -> tuple[str, Any, np.n
     needed = 4 * math.prod(shape)
     if len(value) != needed:
         raise InvalidMessage(WRONG_SHAPE, f"value has {len(value)} bytes, shape {shape} of float32 needs {needed}")
-    ts = _text(header(headers, "ts"))
+    ts = check_ts(_text(header(headers, "ts")))
     return window_id, ts, np.frombuffer(value, dtype="<f4").reshape(shape).astype(np.float32)
 
 
@@ -308,6 +318,7 @@ def encode_score(
     message = {
         "id": window.id,
         "stream": window.stream,
+        "ts": window.ts,
         "model_version": model_version,
         "score": float(score) if finite else None,
         "threshold": float(threshold),
