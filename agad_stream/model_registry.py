@@ -5,7 +5,8 @@ Layout::
     ROOT/versions/0001/   one model directory per version (checkpoint + whatever the
     ROOT/versions/0002/   publisher adds, e.g. a modality's preprocessing settings)
     ROOT/current          text file holding the serving version's number
-    ROOT/versions/N/metadata.json   what a publisher records about a version (parent, gate figures...)
+    ROOT/versions/N/metadata.json   when it was published (``published_at``, Unix time) and what
+                                    its publisher records about it (parent, gate figures...)
     ROOT/registry-log.jsonl         append-only log: one JSON object per decision
 
 A version directory is copied in under a temporary name, fsynced and renamed into
@@ -119,17 +120,18 @@ class ModelRegistry:
 
     def publish(self, model_dir: str | os.PathLike, make_current: bool = True, metadata: dict | None = None,
                 before_rename: Callable[[Path], None] | None = None) -> int:
-        """Copy ``model_dir`` in as the next version (with ``metadata``); by default it becomes
-        the current one. ``before_rename`` is called with the complete staging directory just
-        before it appears as a version (a hook for crash tests)."""
+        """Copy ``model_dir`` in as the next version (with ``metadata``, stamped ``published_at``:
+        the copy keeps the source's modification times, which say when it was trained); by
+        default it becomes the current one. ``before_rename`` is called with the complete
+        staging directory just before it appears as a version (a hook for crash tests)."""
         model_dir = Path(model_dir)
         if not model_dir.is_dir():
             raise FileNotFoundError(f"model directory {model_dir} does not exist")
         self.versions_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.versions_dir))
         shutil.copytree(model_dir, staging, dirs_exist_ok=True)
-        if metadata is not None:
-            (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True))
+        metadata = {"published_at": time.time(), **(metadata or {})}
+        (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True))
         _fsync_tree(staging)
         if before_rename is not None:
             before_rename(staging)
