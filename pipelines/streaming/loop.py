@@ -224,8 +224,8 @@ class Scorer:
     # ------------------------------------------------------------------ score
     def _score(self, batch: list) -> list[Outgoing]:
         """The batch's score messages and dead letters (runs on the scoring thread)."""
-        self.metrics.on_batch(len(batch))
         served = self.models.current
+        self.metrics.on_batch(len(batch), served.version)
         with self.metrics.stage("decode"):
             decoded, outgoing = [], []
             for record in batch:
@@ -555,7 +555,7 @@ class Scorer:
         if now - self._last_progress < self.config.progress_every_s:
             return
         self._last_progress = now
-        log_event(log, "progress", model_version=self.models.current.version, **self.metrics.totals)
+        log_event(log, "progress", model_version=self.models.current.version, **self.metrics.progress_fields())
 
     def _close(self) -> None:
         self.thresholds.save_if_due(force=True)
