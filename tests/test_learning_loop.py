@@ -251,6 +251,7 @@ def test_the_long_lived_job_retrains_when_due_and_outlives_bad_messages(registry
     assert labels_used["train_anomalies"] + labels_used["validation_anomalies"] == N_CONFIRMED
 
 
+@pytest.mark.slow
 def test_relabelling_the_anomalies_a_promoted_version_learned_is_refused(registry, template, labels_topic):
     """Issue 19: the gate's validation share comes from the same labels as training, so a forger
     who relabels confirmed anomalies as false alarms can argue a blind candidate through it.
