@@ -258,11 +258,11 @@ def run(args: argparse.Namespace) -> int:
     os.nice(args.nice)
     torch.set_num_threads(args.torch_threads)
     registry = ModelRegistry(args.model_registry)
-    load_reference(registry)  # fail now, not at the first retrain
-    lock = hold_registry_lock(registry)
-    store = LabelStore(args.store or registry.root / "labels.sqlite", holdout=args.holdout)
     model, modality = load_model_dir(registry.current_path(), device="cpu")
     raw_shape = resolve_raw_shape(modality, model.window_shape_)
+    load_reference(registry, raw_shape)  # fail now, not at the first retrain
+    lock = hold_registry_lock(registry)
+    store = LabelStore(args.store or registry.root / "labels.sqlite", holdout=args.holdout)
     ingest = None
     last_retrain = time.monotonic() - every_s  # the first pass may retrain at once
     group = args.group or default_group(registry)
