@@ -13,6 +13,7 @@ import importlib.metadata
 import logging
 import math
 import sys
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 
@@ -22,6 +23,7 @@ from sklearn.base import BaseEstimator
 from tqdm.auto import tqdm
 
 from agad_stream.batchnorm import add_auxiliary_batchnorms
+from agad_stream.calibration import TAILS, calibrate
 from agad_stream.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from agad_stream.generators import build_generator
 from agad_stream.networks import Discriminator
@@ -34,6 +36,7 @@ log = logging.getLogger("agad_stream")
 DEFAULT_MAX_STEPS = 3000
 #: labelled anomalies added to every batch when anomalies_per_batch is None (the paper's 32), fewer if fewer exist
 DEFAULT_ANOMALIES_PER_BATCH = 32
+CALIBRATIONS = ("holdout", "cross-fit")
 
 
 def auto_batch_size(n_train: int) -> int:
@@ -94,6 +97,12 @@ class AGAD(BaseEstimator):
     target_fpr: false-positive rate on held-out normal windows that sets ``threshold_``.
     validation_fraction: share of normal training windows held out of training to calibrate
         the threshold and to stop early.
+    calibration: which normal scores set the threshold: "holdout" (the held-out windows only) or
+        "cross-fit" (those plus out-of-fold scores of every training window, from
+        calibration_folds extra fits of best_step_ steps each: k times the training cost).
+    threshold_tail: "empirical" (the 1 - target_fpr quantile of those scores) or "pot" (a
+        generalised Pareto fit to their largest tenth, SPOT's peaks over threshold, which
+        extrapolates beyond the largest score when there are too few).
     score_batch_size: windows per forward pass when scoring.
     random_state: seed; a CPU run with the same seed is reproducible.
     device: "auto" (CUDA when available), "cpu", "cuda", "cuda:1"...
@@ -130,6 +139,9 @@ class AGAD(BaseEstimator):
         anomalies_per_batch: int | None = None,
         target_fpr: float = 0.01,
         validation_fraction: float = 0.1,
+        calibration: str = "holdout",
+        calibration_folds: int = 5,
+        threshold_tail: str = "pot",
         score_batch_size: int = 512,
         random_state: int | None = None,
         device: str = "auto",
@@ -163,6 +175,9 @@ class AGAD(BaseEstimator):
         self.anomalies_per_batch = anomalies_per_batch
         self.target_fpr = target_fpr
         self.validation_fraction = validation_fraction
+        self.calibration = calibration
+        self.calibration_folds = calibration_folds
+        self.threshold_tail = threshold_tail
         self.score_batch_size = score_batch_size
         self.random_state = random_state
         self.device = device
@@ -210,6 +225,12 @@ class AGAD(BaseEstimator):
             raise ValueError(f"target_fpr must lie in (0, 1), got {self.target_fpr}")
         if not 0 <= self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must lie in [0, 1), got {self.validation_fraction}")
+        if self.calibration not in CALIBRATIONS:
+            raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
+        if not (isinstance(self.calibration_folds, int) and self.calibration_folds >= 2):
+            raise ValueError(f"calibration_folds must be an integer >= 2, got {self.calibration_folds!r}")
+        if self.threshold_tail not in TAILS:
+            raise ValueError(f"threshold_tail must be one of {TAILS}, got {self.threshold_tail!r}")
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None) -> "AGAD":
@@ -229,10 +250,12 @@ class AGAD(BaseEstimator):
             raise ValueError(f"need at least 2 normal training windows after the hold-out, got {len(normal) - n_validation}")
         validation, train = normal[:n_validation], normal[n_validation:]
 
-        if self.warm_start and hasattr(self, "generator_"):
-            if tuple(X.shape[1:]) != self.window_shape_:
-                raise ValueError(f"warm_start: windows of shape {X.shape[1:]} do not fit this model's {self.window_shape_}")
-        else:
+        warm = self.warm_start and hasattr(self, "generator_")
+        if warm and tuple(X.shape[1:]) != self.window_shape_:
+            raise ValueError(f"warm_start: windows of shape {X.shape[1:]} do not fit this model's {self.window_shape_}")
+        # the folds of a cross-fit start where this fit starts: from these weights when warm
+        fold_template = copy.deepcopy(self) if warm and self.calibration == "cross-fit" else None
+        if not warm:
             self.window_shape_ = tuple(X.shape[1:])
             axes = (0, *range(2, X.ndim))
             self.mean_ = X[train].mean(axis=axes).astype(np.float32)
@@ -248,12 +271,55 @@ class AGAD(BaseEstimator):
         self._train(trainer, Xn, train, validation, anomalous, rng)
         self.d_reinitialisations_ = trainer.d_reinitialisations
 
-        calibration = Xn[validation] if len(validation) else Xn[train]
-        if not len(validation):
-            warnings.warn("validation_fraction=0: the threshold is calibrated on training windows and will be optimistic")
-        self.calibration_scores_ = self._score_normalised(calibration)[0]
-        self.threshold_ = float(np.quantile(self.calibration_scores_, 1 - self.target_fpr, method="higher"))
+        self._calibrate(X, y, Xn, train, validation, anomalous, fold_template)
         return self
+
+    def _calibrate(self, X: np.ndarray, y: np.ndarray, Xn: np.ndarray, train: np.ndarray, validation: np.ndarray,
+                   anomalous: np.ndarray, fold_template: "AGAD | None") -> None:
+        """Set ``threshold_`` from normal scores no model trained on (see agad_stream.calibration)."""
+        sources = {"holdout": len(validation)}
+        scores = [self._score_normalised(Xn[validation])[0]] if len(validation) else []
+        started = time.perf_counter()
+        if self.calibration == "cross-fit":
+            scores.append(self._out_of_fold_scores(X, y, train, anomalous, fold_template))
+            sources["cross-fit"] = len(train)
+        elif not len(validation):
+            warnings.warn("validation_fraction=0: the threshold is calibrated on training windows and will be optimistic")
+            scores.append(self._score_normalised(Xn[train])[0])
+            sources["training"] = len(train)
+        self.calibration_scores_ = np.concatenate(scores).astype(np.float32)
+        result = calibrate(self.calibration_scores_, self.target_fpr, self.threshold_tail)
+        self.threshold_ = result.threshold
+        self.calibration_ = {**result.as_dict(), "scores_from": sources,
+                             "seconds": round(time.perf_counter() - started, 2)}
+        if self.verbose:
+            log.info("AGAD %s", result.summary())
+        if not result.supported:
+            hint = "" if self.calibration == "cross-fit" else "; calibration='cross-fit' scores every normal training window"
+            warnings.warn(result.shortfall() + hint)
+
+    def _out_of_fold_scores(self, X: np.ndarray, y: np.ndarray, train: np.ndarray, anomalous: np.ndarray,
+                            fold_template: "AGAD | None") -> np.ndarray:
+        """Scores of the training normals, each from a fold model that never trained on it (same
+        architecture, batch and budget: best_step_ steps, no early stopping, which would peek)."""
+        k = self.calibration_folds
+        if len(train) < 2 * k:
+            raise ValueError(f"calibration='cross-fit' needs at least {2 * k} normal training windows, got {len(train)}")
+        scores = np.empty(len(train), np.float32)
+        for fold in range(k):
+            held = np.arange(fold, len(train), k)
+            fitted = np.delete(train, held)
+            model = copy.deepcopy(fold_template) if fold_template is not None else AGAD(**self.get_params())
+            model.set_params(max_steps=self.best_step_, epochs=None, early_stopping=False, validation_fraction=0.0,
+                             calibration="holdout", threshold_tail="empirical", channels=self.channels_,
+                             latent_dim=self.latent_dim_, batch_size=self.batch_size_, verbose=False,
+                             random_state=None if self.random_state is None else self.random_state + 1 + fold)
+            rows = np.concatenate([fitted, anomalous])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the fold's own (training-window) threshold is not used
+                model.fit(X[rows], y[rows])
+            scores[held] = model.score_samples(X[train[held]])
+        return scores
 
     def _train(self, trainer: AGADTrainer, Xn: np.ndarray, train: np.ndarray, validation: np.ndarray,
                anomalous: np.ndarray, rng: np.random.Generator) -> None:
@@ -415,6 +481,7 @@ class AGAD(BaseEstimator):
             "training": {"steps": self.n_steps_, "kept_step": self.best_step_, "batch_size": self.batch_size_},
             "normalisation": {"mean": self.mean_.tolist(), "std": self.std_.tolist()},
             "threshold": self.threshold_,
+            "calibration": self.calibration_,
             "calibration_scores": self.calibration_scores_.tolist(),
             "history": self.history_,
             "versions": {
@@ -440,6 +507,10 @@ class AGAD(BaseEstimator):
             model.std_ = np.asarray(metadata["normalisation"]["std"], np.float32)
             model.threshold_ = float(metadata["threshold"])
             model.calibration_scores_ = np.asarray(metadata["calibration_scores"], np.float32)
+            # checkpoints from before the calibration report: describe their empirical threshold
+            model.calibration_ = metadata.get("calibration") or {
+                **calibrate(model.calibration_scores_, model.target_fpr, "empirical").as_dict(),
+                "threshold": model.threshold_, "scores_from": {"holdout": len(model.calibration_scores_)}}
             model.history_ = metadata.get("history", [])
             architecture = metadata.get("architecture", {"channels": params["channels"], "latent_dim": params["latent_dim"]})
             model.channels_ = tuple(architecture["channels"])

@@ -1,0 +1,108 @@
+"""A threshold from the scores of normal windows, and what its false-positive rate can be.
+
+Why: the empirical 1 - target quantile of a few scores is their maximum (29 scores at a 1%
+target), whose expected false-positive rate is 1/(n + 1), not the target. Two remedies:
+more scores (out-of-fold scores of every normal training window, see ``AGAD``'s
+``calibration="cross-fit"``) and a tail model that extrapolates beyond the largest scores
+(peaks over threshold with a generalised Pareto fit, as in SPOT, Siffer et al., KDD 2017).
+Either way the report says how far the promise can be trusted: a Clopper-Pearson interval
+of the false-positive rate, and how many windows the target would need.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy.stats import beta, genpareto
+
+TAILS = ("empirical", "pot")
+#: exceedances of the target quantile that a calibration set should hold (10 give a relative standard error of ~30%)
+EXCEEDANCES_NEEDED = 10
+#: the fewest peaks a generalised Pareto fit is made on; below, the empirical quantile is used
+MIN_PEAKS = 10
+#: share of the scores taken as peaks when there are many (SPOT's initial threshold at the 98% quantile
+#: needs thousands of scores; calibration sets are smaller)
+PEAK_SHARE = 0.1
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Calibration:
+    threshold: float
+    tail: str  # the tail that set the threshold: "empirical" or "pot" (pot falls back to empirical on few scores)
+    target_fpr: float
+    n_scores: int
+    exceedances: int  # calibration scores above the threshold
+    expected_fpr: float
+    fpr_interval: tuple[float, float]
+    confidence: float
+    windows_needed: int
+
+    @property
+    def supported(self) -> bool:
+        return self.n_scores >= self.windows_needed
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "fpr_interval": list(self.fpr_interval)}
+
+    def summary(self) -> str:
+        lo, hi = self.fpr_interval
+        return (f"threshold {self.threshold:.4g} ({self.tail} tail of {self.n_scores} normal scores): expected FPR "
+                f"{self.expected_fpr:.4f}, {self.confidence:.0%} interval [{lo:.4f}, {hi:.4f}], target {self.target_fpr:g}")
+
+    def shortfall(self) -> str:
+        return (f"{self.n_scores} calibration windows cannot support target_fpr={self.target_fpr:g} "
+                f"({self.summary()}); about {self.windows_needed} normal windows would "
+                f"({EXCEEDANCES_NEEDED} / target_fpr)")
+
+
+def calibrate(scores, target_fpr: float, tail: str = "empirical") -> Calibration:
+    """The threshold whose false-positive rate on windows like ``scores`` is ``target_fpr``."""
+    if tail not in TAILS:
+        raise ValueError(f"threshold tail must be one of {TAILS}, got {tail!r}")
+    scores = np.sort(np.asarray(scores, dtype=np.float64))
+    if not len(scores):
+        raise ValueError("no calibration scores")
+    used, threshold, expected = "empirical", float(np.quantile(scores, 1 - target_fpr, method="higher")), None
+    if tail == "pot":
+        fitted = pot_threshold(scores, target_fpr)
+        if fitted is not None:
+            used, threshold, expected = "pot", float(fitted), target_fpr
+    n = len(scores)
+    exceedances = int(np.sum(scores > threshold))
+    if expected is None:  # a threshold at an order statistic: its FPR is Beta(x + 1, n - x), mean (x + 1) / (n + 1)
+        expected = (exceedances + 1) / (n + 1)
+    return Calibration(threshold, used, target_fpr, n, exceedances, float(expected),
+                       clopper_pearson(exceedances, n, CONFIDENCE), CONFIDENCE,
+                       math.ceil(EXCEEDANCES_NEEDED / target_fpr))
+
+
+def pot_threshold(sorted_scores: np.ndarray, target_fpr: float) -> float | None:
+    """SPOT's quantile: t + σ/ξ ((q n / N_t)^-ξ - 1) over the top peaks; None when too few scores
+    or when the target lies inside the peaks (then the empirical quantile is as good)."""
+    n = len(sorted_scores)
+    n_peaks = max(MIN_PEAKS, int(round(PEAK_SHARE * n)))
+    if n <= n_peaks or target_fpr * n >= n_peaks:
+        return None
+    initial = float(sorted_scores[n - n_peaks - 1])
+    peaks = sorted_scores[n - n_peaks:] - initial
+    if not np.any(peaks > 0):
+        return initial
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        shape, _, scale = genpareto.fit(peaks, floc=0)
+    ratio = target_fpr * n / n_peaks
+    if abs(shape) < 1e-6:
+        return initial - scale * math.log(ratio)
+    return initial + scale / shape * (ratio ** -shape - 1)
+
+
+def clopper_pearson(successes: int, trials: int, confidence: float) -> tuple[float, float]:
+    """Exact binomial interval of a rate from ``successes`` of ``trials``."""
+    alpha = 1 - confidence
+    lo = 0.0 if successes == 0 else float(beta.ppf(alpha / 2, successes, trials - successes + 1))
+    hi = 1.0 if successes == trials else float(beta.ppf(1 - alpha / 2, successes + 1, trials - successes))
+    return lo, hi
