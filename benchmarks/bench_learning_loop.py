@@ -81,14 +81,13 @@ def rates(flagged: np.ndarray, y: np.ndarray) -> dict:
             "alarms": int(flagged.sum()), "anomalies": int((y == 1).sum()), "normals": int((y == 0).sum())}
 
 
-def main() -> None:
-    args = parse_args()
-    torch.set_num_threads(args.threads)
-    started = time.monotonic()
+def version_one_and_retrain(args, seed: int = 0) -> dict:
+    """Version 1 trained on the training records' normal beats, then one retrain on
+    confirmations from the same records; both models, the gate's entry and the test windows."""
     modality = get_modality("ecg", ann="pvc")
     train = modality.load(args.data, records=TRAIN_RECORDS)
     test = modality.load(args.data, records=TEST_RECORDS)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     normal_idx = np.flatnonzero(train.y == 0)
     reference_idx = rng.permutation(normal_idx)[: args.max_train_windows]
     with tempfile.TemporaryDirectory(prefix="bench-learning-") as tmp:
@@ -96,11 +95,9 @@ def main() -> None:
         save_reference(registry, train.X[reference_idx])
         modality.fit_quality(train.X[normal_idx])
         model = AGAD(channels=tuple(int(c) for c in args.channels.split(",")), latent_dim=32, epochs=args.epochs,
-                     batch_size=128, random_state=0, device="cpu", verbose=False)
+                     batch_size=128, random_state=seed, device="cpu", verbose=False)
         model.fit(modality.prepare(load_reference(registry)[0]))
         registry.publish(save_model_dir(Path(tmp) / "v1", model, modality))
-        print(f"v1 trained in {time.monotonic() - started:.0f} s", flush=True)
-        before = detection(model, modality, test, TEST_RECORDS, args.warmup, args.quantile)
 
         train_scores = model.score_samples(modality.prepare(train.X))
         anomalies = rng.permutation(np.flatnonzero(train.y == 1))[: args.max_confirmations]
@@ -113,15 +110,26 @@ def main() -> None:
             for n, i in enumerate(np.concatenate([anomalies, false_alarms]))]
         store.add(confirmations)
         retrain_started = time.monotonic()
-        entry = retrain_once(registry, store, RetrainConfig(min_new=1, init=args.init))
+        entry = retrain_once(registry, store, RetrainConfig(min_new=1, init=args.init, seed=seed))
         retrain_s = time.monotonic() - retrain_started
         after_model = load_model_dir(registry.path(entry["version"]), device="cpu")[0]
-        after = detection(after_model, modality, test, TEST_RECORDS, args.warmup, args.quantile)
+    return {"modality": modality, "test": test, "before": model, "after": after_model, "entry": entry,
+            "anomalies": len(anomalies), "false_alarms": len(false_alarms), "retrain_s": retrain_s}
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    run = version_one_and_retrain(args)
+    modality, test, entry, retrain_s = run["modality"], run["test"], run["entry"], run["retrain_s"]
+    anomalies, false_alarms = run["anomalies"], run["false_alarms"]
+    before = detection(run["before"], modality, test, TEST_RECORDS, args.warmup, args.quantile)
+    after = detection(run["after"], modality, test, TEST_RECORDS, args.warmup, args.quantile)
     results = {"split": {"train_and_confirmations": TRAIN_RECORDS, "scored": TEST_RECORDS},
-               "confirmed": {"anomalies": len(anomalies), "false_alarms": len(false_alarms)},
+               "confirmed": {"anomalies": anomalies, "false_alarms": false_alarms},
                "gate": {k: entry[k] for k in ("event", "init", "reasons", "current", "candidate")},
                "retrain_seconds": round(retrain_s, 1), "before": before, "after_candidate": after}
-    print(f"confirmations from records {','.join(TRAIN_RECORDS)}: {len(anomalies)} PVCs, {len(false_alarms)} false "
+    print(f"confirmations from records {','.join(TRAIN_RECORDS)}: {anomalies} PVCs, {false_alarms} false "
           f"alarms; retrain ({entry['init']}) took {retrain_s:.0f} s; gate: {entry['event']}: {'; '.join(entry['reasons'])}")
     for name, figures in (("v1", before), ("candidate", after)):
         print(f"{name} AUROC: " + ", ".join(f"{r} {figures[r]['auroc']:.3f}" for r in TEST_RECORDS))

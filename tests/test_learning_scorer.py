@@ -18,7 +18,7 @@ from kafka_support import (ECG_SLICE, ThreadScorer, messages, read_topic, scorer
 from pipelines.cli import main as cli_main  # noqa: E402
 from pipelines.streaming.kafka_io import create_topics, quiet_kafka_logging  # noqa: E402
 from pipelines.streaming.serving import ModelSource  # noqa: E402
-from pipelines.streaming.thresholds import StreamThresholds, ThresholdConfig  # noqa: E402
+from pipelines.streaming.thresholds import StreamThresholds, ThresholdConfig, read_state  # noqa: E402
 
 pytest_plugins = ["kafka_support"]
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
@@ -51,8 +51,8 @@ def test_flagged_windows_go_to_the_review_topic_under_adaptive_thresholds(make_t
     for window_id, message in reviews.items():
         assert np.allclose(message["values"], raw[window_id])
         assert {k: v for k, v in message.items() if k != "values"} == flagged[window_id]
-    saved = json.loads(state.read_text())  # written on shutdown, read by the next scorer
-    assert saved["model_version"] == model_dirs[0].name and len(saved["streams"]["119"]) > 30
+    header, saved = read_state(state)  # written on shutdown, read by the next scorer
+    assert header["model_version"] == model_dirs[0].name and len(saved["119"][0]) > 30
 
 
 @pytest.mark.slow  # two commands started as a user starts them: about a minute on a busy machine

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from pipelines.streaming.thresholds import ThresholdConfig, StreamThresholds
+from pipelines.streaming.thresholds import STREAM_OVERHEAD_BYTES, StreamThresholds, ThresholdConfig, read_state
 
 GLOBAL = 10.0
 
@@ -76,7 +76,7 @@ def test_state_survives_a_restart_but_not_a_model_change(tmp_path):
     first = adaptive(state_path=str(path))
     run(first, "s", np.full(60, 5.0))
     first.save_if_due(force=True)
-    assert json.loads(path.read_text())["model_version"] == "1"
+    assert read_state(path)[0]["model_version"] == "1"
     restarted = adaptive(state_path=str(path))
     assert run(restarted, "s", [5.0])[0] == (pytest.approx(5.0), "adaptive")
     assert run(adaptive(state_path=str(path)), "s", [5.0], version=2)[0] == (GLOBAL, "global")
@@ -89,3 +89,64 @@ def test_bad_settings_are_named():
         StreamThresholds(ThresholdConfig(mode="local"))
     with pytest.raises(ValueError, match="window >= warmup"):
         StreamThresholds(ThresholdConfig(mode="adaptive", warmup=100, window=10))
+
+
+pytest_plugins = ["full_volume"]
+
+
+def test_evt_mode_follows_a_drifting_stream_at_its_quantile():
+    """DSPOT: the tail of the residuals around a drifting mean, so a slow rise moves the threshold along."""
+    rng = np.random.default_rng(4)
+    drift = np.linspace(3.0, 6.0, 3000)
+    scores = drift + rng.exponential(0.3, 3000)
+    thresholds = adaptive(mode="evt", warmup=100, window=1000, quantile=0.99, margin=0.5)
+    applied = np.array([t for t, _ in run(thresholds, "drifting", scores)])
+    assert run(thresholds, "drifting", [5.0])[0][1] == "evt"
+    late = slice(1000, None)
+    fpr = np.mean(scores[late] > applied[late])
+    assert 0.003 < fpr < 0.03
+    assert applied[-1] > applied[1000] + 1.5  # moved with the drift (about +2 between these windows)
+
+
+def test_evt_state_survives_a_restart(tmp_path):
+    path = tmp_path / "thresholds.state"
+    first = adaptive(mode="evt", state_path=str(path))
+    scores = np.random.default_rng(5).normal(5.0, 0.3, 120)
+    before = run(first, "s", scores)[-1][0]
+    first.save_if_due(force=True)
+    restarted = adaptive(mode="evt", state_path=str(path))
+    assert run(restarted, "s", [5.0])[0] == (pytest.approx(before, rel=0.01), "evt")
+    assert run(adaptive(state_path=str(path)), "s", [5.0])[0] == (GLOBAL, "global")  # another mode warms up again
+
+
+def test_state_is_bounded_in_bytes_keys_included(tmp_path):
+    path = tmp_path / "thresholds.state"
+    thresholds = adaptive(state_path=str(path), max_state_bytes=200_000, max_streams=10_000)
+    for n in range(100):
+        run(thresholds, f"{n:03d}" + "k" * 10_000, [3.0])  # 10 kB keys
+    assert thresholds.state_bytes <= 200_000
+    thresholds.save_if_due(force=True)
+    header, streams = read_state(path)
+    assert path.stat().st_size <= 200_000 + 2_000  # the header's fixed part on top
+    fitting = 200_000 // (200 * 2 + 10_003 + STREAM_OVERHEAD_BYTES)
+    assert [key[:3] for key in streams] == [f"{n:03d}" for n in range(100 - fitting, 100)]  # the most recent kept
+
+
+def test_a_format_1_json_state_file_still_loads(tmp_path):
+    path = tmp_path / "thresholds.json"
+    path.write_text(json.dumps({"format": 1, "model_version": "1", "config": {}, "streams": {"s": [5.0] * 60}}))
+    assert run(adaptive(state_path=str(path)), "s", [5.0])[0] == (pytest.approx(5.0, rel=1e-3), "adaptive")
+
+
+def test_a_save_on_a_full_disk_is_a_warning_and_a_count_and_scoring_goes_on(full_volume, caplog):
+    failures = []
+    thresholds = adaptive(state_path=str(full_volume / "thresholds.state"), save_every_s=0)
+    for stream in range(20):
+        run(thresholds, str(stream), np.full(60, 5.0))
+    thresholds.save_if_due(on_failure=lambda: failures.append("background"))  # on the background thread
+    thresholds._writer.join(10)
+    thresholds.save_if_due(force=True, on_failure=lambda: failures.append("forced"))  # at shutdown
+    assert failures == ["background", "forced"] and thresholds.save_failures == 2
+    assert "event=threshold_state_save_failed" in caplog.text and "No space left on device" in caplog.text
+    assert run(thresholds, "0", [5.0])[0] == (pytest.approx(5.0, rel=1e-3), "adaptive")
+    assert sorted(p.name for p in full_volume.iterdir()) == ["filler"]  # no temporary file left behind

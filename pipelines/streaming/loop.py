@@ -192,7 +192,7 @@ class Scorer:
             self._delivery_failed = True
             return
         self._commit(batch)
-        self.thresholds.save_if_due()
+        self.thresholds.save_if_due(on_failure=self.metrics.on_threshold_state_save_failed)
 
     # ------------------------------------------------------------------ collect
     def _collect_batch(self, in_flight: Future | None) -> list:
@@ -558,7 +558,7 @@ class Scorer:
         log_event(log, "progress", model_version=self.models.current.version, **self.metrics.progress_fields())
 
     def _close(self) -> None:
-        self.thresholds.save_if_due(force=True)
+        self.thresholds.save_if_due(force=True, on_failure=self.metrics.on_threshold_state_save_failed)
         if self.consumer is not None:
             try:
                 self.consumer.close(autocommit=False)

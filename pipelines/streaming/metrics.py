@@ -60,6 +60,9 @@ class ScorerMetrics:
         self.broker_connected.set(1)
         self.broker_errors = Counter("agad_scorer_broker_errors", "Broker calls that failed and were retried", ["operation"], registry=r)
         self.stage_seconds = Counter("agad_scorer_stage_seconds", "Time spent per loop stage", ["stage"], registry=r)
+        self.threshold_state_save_failures = Counter(
+            "agad_scorer_threshold_state_save_failures", "Saves of the threshold state that failed (e.g. a full disk)",
+            registry=r)
         self.stage_totals = dict.fromkeys(STAGES, 0.0)
         #: plain running totals for logs, tests and benchmarks (Prometheus counters are write-only)
         self.totals: Tally[str] = Tally()
@@ -100,6 +103,10 @@ class ScorerMetrics:
         for reason in dead_letter_reasons:
             self.dead_lettered.labels(reason).inc()
         self.totals.update(scored=scored, anomalies=anomalies, dead_lettered=len(dead_letter_reasons))
+
+    def on_threshold_state_save_failed(self) -> None:
+        self.threshold_state_save_failures.inc()
+        self.totals["threshold_state_save_failures"] += 1
 
     def set_model_version(self, version: int | str) -> None:
         self.model_version.set(version if isinstance(version, int) else 0)
