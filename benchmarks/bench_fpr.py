@@ -68,6 +68,9 @@ def parse_args():
     p.add_argument("--max-steps", type=int, default=80)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "fpr.json"))
+    p.add_argument("--combine", default="",
+                   help="comma-separated results of earlier runs (e.g. one per data set, run side by side): "
+                        "summarise their runs together into --out instead of running anything")
     # the learning loop's settings (bench_learning_loop.py), for part "adaptive"
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--channels", default="32,64,128")
@@ -213,6 +216,19 @@ def print_adaptive(summary: dict) -> None:
     print(markdown_table(["record", "threshold", "recall", "FPR"], rows))
 
 
+def combine(earlier: list[dict], results: dict, target: float) -> None:
+    """Summarise the runs of several earlier invocations as if they were one."""
+    calibration = [r for e in earlier for r in e.get("calibration", {}).get("runs", [])]
+    adaptive = [r for e in earlier for r in e.get("adaptive", {}).get("runs", [])]
+    results["combined_from"] = [e["args"] for e in earlier]
+    if calibration:
+        results["calibration"] = {"runs": calibration, "summary": summarise_calibration(calibration, target)}
+        print_calibration(results["calibration"]["summary"], target)
+    if adaptive:
+        results["adaptive"] = {"runs": adaptive, "summary": summarise_adaptive(adaptive)}
+        print_adaptive(results["adaptive"]["summary"])
+
+
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
@@ -220,7 +236,9 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     parts = args.parts.split(",")
     results: dict = {"args": {k: str(v) for k, v in vars(args).items()}}
-    if "calibration" in parts:
+    if args.combine:
+        combine([json.loads(Path(f).read_text()) for f in args.combine.split(",")], results, args.target_fpr)
+    elif "calibration" in parts:
         runs = []
         for name in args.datasets.split(","):
             for seed in seeds:
@@ -230,7 +248,7 @@ def main() -> None:
                       + f" ({runs[-1]['fit_seconds']:.0f} s)", flush=True)
         results["calibration"] = {"runs": runs, "summary": summarise_calibration(runs, args.target_fpr)}
         print_calibration(results["calibration"]["summary"], args.target_fpr)
-    if "adaptive" in parts:
+    if "adaptive" in parts and not args.combine:
         runs = []
         for seed in seeds:
             runs.append(adaptive_run(args, seed))
