@@ -243,6 +243,7 @@ def main() -> None:
         for name in args.datasets.split(","):
             for seed in seeds:
                 runs.append(calibration_run(name, args, seed))
+                Path(args.out).write_text(json.dumps({**results, "calibration": {"runs": runs}}, indent=2))  # so far
                 print(f"{name} seed {seed}: " + ", ".join(f"{v} {f['fpr_selection']:.4f}/{f['fpr_test']:.4f}"
                                                           for v, f in runs[-1]["variants"].items())
                       + f" ({runs[-1]['fit_seconds']:.0f} s)", flush=True)
@@ -252,6 +253,7 @@ def main() -> None:
         runs = []
         for seed in seeds:
             runs.append(adaptive_run(args, seed))
+            Path(args.out).write_text(json.dumps({**results, "adaptive": {"runs": runs}}, indent=2))  # so far
             print(f"adaptive seed {seed}: " + json.dumps({k: v for k, v in runs[-1].items() if k != "seed"}), flush=True)
         results["adaptive"] = {"runs": runs, "summary": summarise_adaptive(runs)}
         print_adaptive(results["adaptive"]["summary"])

@@ -62,12 +62,13 @@ def register(subparsers) -> None:
     defaults = ThresholdConfig()
     p.add_argument("--threshold-mode", choices=MODES, default=defaults.mode,
                    help="global: the model's threshold for every stream; adaptive: a bounded quantile of each "
-                        "stream's own recent scores after a warm-up (default global)")
+                        "stream's own recent scores after a warm-up (median + MAD of log scores); evt: the same from "
+                        "a generalised Pareto tail around the stream's drifting mean (DSPOT) (default global)")
     p.add_argument("--threshold-quantile", type=float, default=defaults.quantile,
                    help=f"adaptive: quantile of a stream's recent scores (default {defaults.quantile})")
     p.add_argument("--threshold-warmup", type=int, default=defaults.warmup,
                    help=f"adaptive: windows per stream under the global threshold first (default {defaults.warmup})")
-    p.add_argument("--threshold-state", help="adaptive: JSON file keeping per-stream state across restarts")
+    p.add_argument("--threshold-state", help="adaptive, evt: file keeping per-stream state across restarts")
     p.set_defaults(func=run)
 
 

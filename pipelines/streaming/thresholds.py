@@ -117,6 +117,12 @@ class _Stream:
         self.position = (self.position + 1) % len(self.values)
         self.count = min(self.count + 1, len(self.values))
 
+    def fill(self, values: np.ndarray) -> None:
+        """Start from these values (oldest first, at most `window`)."""
+        self.values[:len(values)] = np.clip(values, -FLOAT16_MAX, FLOAT16_MAX)
+        self.count = len(values)
+        self.position = len(values) % len(self.values)
+
     def kept(self) -> np.ndarray:
         """The kept values, in no particular order, as float64."""
         return self.values[:self.count].astype(np.float64)
@@ -271,9 +277,8 @@ class StreamThresholds:
         self._model_version = header.get("model_version")
         for key, (kept, recent) in values.items():
             state = self._new_stream(key)
-            for value in kept[-self.config.window:]:
-                state.add(float(value))
-            state.recent.extend(float(v) for v in recent)
+            state.fill(kept[-self.config.window:])
+            state.recent.extend(recent.tolist())
             self._streams[key] = state
             self._evict()
         log_event(log, "threshold_state_loaded", path=path, streams=len(self._streams), model_version=self._model_version)
