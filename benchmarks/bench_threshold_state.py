@@ -68,40 +68,37 @@ def filled(args, path: str) -> tuple[StreamThresholds, list[np.ndarray]]:
 
 
 def phase(args) -> dict:
-    """One measurement in this process; returns its figures, with the peak RSS (MB) before and
-    after it: the imports (torch, through agad_stream) alone take hundreds of MB."""
+    """One measurement in this process: wall and CPU seconds (CPU: on a loaded machine the
+    wall time is mostly waiting), bytes, and the peak RSS (MB) it added to the imports' (torch,
+    through agad_stream, alone takes hundreds of MB)."""
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    figures: dict = {}
+    if args.phase in ("save", "save-json"):
+        thresholds, rings = filled(args, args.path if args.phase == "save" else None)
+    started, cpu_started = time.perf_counter(), time.process_time()
     if args.phase == "save":
-        thresholds, _ = filled(args, args.path)
-        started = time.perf_counter()
-        thresholds.save_if_due()  # what the scoring thread does: snapshot, then a background write
-        paused = time.perf_counter() - started
+        thresholds.save_if_due()  # what the scoring thread does: a snapshot, then a background write
+        figures = {"scoring_pause_s": time.perf_counter() - started,
+                   "scoring_pause_cpu_s": time.process_time() - cpu_started}
         thresholds._writer.join()
-        figures = {"scoring_pause_s": paused, "save_s": time.perf_counter() - started,
-                   "bytes": Path(args.path).stat().st_size, "state_bytes_bound": thresholds.state_bytes}
-    elif args.phase == "load":
-        started = time.perf_counter()
-        thresholds = StreamThresholds(config(args, args.path))
-        loaded = time.perf_counter() - started
-        started = time.perf_counter()
-        keys = list(thresholds._streams)[-1000:]
-        for key in keys:
-            thresholds.apply(key, 4.0, GLOBAL_THRESHOLD, 1)
-        figures = {"load_s": loaded, "streams": len(thresholds._streams),
-                   "apply_us": 1e6 * (time.perf_counter() - started) / len(keys)}
-    elif args.phase == "save-json":
-        _, rings = filled(args, None)
-        started = time.perf_counter()
+    elif args.phase == "save-json":  # the previous format: json.dumps on the scoring thread
         state = {"format": 1, "model_version": "1", "config": {},
                  "streams": {f"{n:08d}".ljust(args.key_bytes, "k"): ring.tolist() for n, ring in enumerate(rings)}}
         Path(args.path).write_bytes(json.dumps(state).encode())
-        figures = {"save_s": time.perf_counter() - started, "bytes": Path(args.path).stat().st_size}
+    elif args.phase == "load":
+        thresholds = StreamThresholds(config(args, args.path))
     else:
+        figures = {"streams": len(json.loads(Path(args.path).read_text())["streams"])}
+    figures.update(wall_s=time.perf_counter() - started, cpu_s=time.process_time() - cpu_started)
+    if args.phase.startswith("save"):
+        figures["bytes"] = Path(args.path).stat().st_size
+    if args.phase == "load":
+        keys = list(thresholds._streams)[-1000:]
         started = time.perf_counter()
-        state = json.loads(Path(args.path).read_text())
-        figures = {"load_s": time.perf_counter() - started, "streams": len(state["streams"])}
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {**figures, "rss_before_mb": rss_before, "peak_rss_mb": peak, "added_rss_mb": peak - rss_before}
+        for key in keys:
+            thresholds.apply(key, 4.0, GLOBAL_THRESHOLD, 1)
+        figures.update(streams=len(thresholds._streams), apply_us=1e6 * (time.perf_counter() - started) / len(keys))
+    return {**figures, "added_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss_before}
 
 
 def measure(args, name: str, path: Path) -> dict:
@@ -123,13 +120,13 @@ def main() -> None:
             path = Path(tmp) / save
             results[save], results[load] = measure(args, save, path), measure(args, load, path)
             print(f"{save}: {results[save]}\n{load}: {results[load]}", flush=True)
-    rows = [["binary (format 2)", results["save"]["bytes"] / 1e6, results["save"]["scoring_pause_s"],
-             results["save"]["save_s"], results["load"]["load_s"], results["load"]["added_rss_mb"]]]
-    if args.compare_json:
-        rows.append(["JSON (format 1)", results["save-json"]["bytes"] / 1e6, results["save-json"]["save_s"],
-                     results["save-json"]["save_s"], results["load-json"]["load_s"], results["load-json"]["added_rss_mb"]])
+    rows = [[name, results[save]["bytes"] / 1e6, results[save].get("scoring_pause_s", results[save]["wall_s"]),
+             results[save]["wall_s"], results[save]["cpu_s"], results[load]["wall_s"], results[load]["cpu_s"],
+             results[load]["added_rss_mb"]]
+            for name, (save, load) in zip(("binary (format 2)", "JSON (format 1)"), phases)]
     print(f"\n## Threshold state, {args.streams} streams x {args.window} scores, {args.key_bytes}-byte keys\n")
-    print(markdown_table(["format", "MB", "scoring paused s", "save s", "load s", "RSS added by the load, MB"], rows))
+    print(markdown_table(["format", "MB", "scoring paused s", "save s", "save CPU s", "load s", "load CPU s",
+                          "RSS added by the load, MB"], rows))
     print(f"apply() on a loaded state: {results['load']['apply_us']:.0f} µs per window; command: {' '.join(sys.argv)}")
     Path(args.out).write_text(json.dumps(results, indent=2))
 

@@ -127,9 +127,6 @@ class _Stream:
         """The kept values, in no particular order, as float64."""
         return self.values[:self.count].astype(np.float64)
 
-    def chronological(self) -> np.ndarray:
-        return self.values[:self.count] if self.count < len(self.values) else np.roll(self.values, -self.position)
-
 
 class StreamThresholds:
     """The threshold that applies to each window; thread-safe (scored on one thread, saved on another)."""
@@ -244,8 +241,10 @@ class StreamThresholds:
         with self._lock:
             entries, chunks = [], []
             for key, state in self._streams.items():
-                entries.append([key, state.count, len(state.recent)])
-                chunks += [state.chronological().tobytes(), np.asarray(state.recent, VALUE_DTYPE).tobytes()]
+                entries.append([key, state.count, state.position, len(state.recent)])
+                chunks.append(state.values[:state.count].tobytes())
+                if state.recent:
+                    chunks.append(np.asarray(state.recent, VALUE_DTYPE).tobytes())
             header = {"format": STATE_FORMAT, "model_version": self._model_version, "mode": self.config.mode,
                       "config": asdict(self.config), "streams": entries}
         encoded = json.dumps(header, allow_nan=False).encode()
@@ -285,7 +284,7 @@ class StreamThresholds:
 
 
 def read_state(path: str | Path) -> tuple[dict, dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """(header, {stream: (kept values oldest first, recent scores)}) of a state file; reads the
+    """(header, {stream: (kept values oldest first, recent scores)}, as float16 or float64) of a state file; reads the
     JSON lists of format 1 too. Raises ValueError naming what is wrong with a bad file."""
     data = Path(path).read_bytes()
     if data.startswith(b"{"):
@@ -300,12 +299,13 @@ def read_state(path: str | Path) -> tuple[dict, dict[str, tuple[np.ndarray, np.n
     header = json.loads(data[start:start + length])
     if header.get("format") != STATE_FORMAT:
         raise ValueError(f"format {header.get('format')!r}, expected {STATE_FORMAT}")
-    values = np.frombuffer(data, VALUE_DTYPE, offset=start + length).astype(np.float64)
+    values = np.frombuffer(data, VALUE_DTYPE, offset=start + length)
     streams, offset = {}, 0
-    for key, count, n_recent in header["streams"]:
-        if count < 0 or n_recent < 0 or offset + count + n_recent > len(values):
+    for key, count, position, n_recent in header["streams"]:
+        if min(count, position, n_recent) < 0 or offset + count + n_recent > len(values):
             raise ValueError(f"stream {str(key)[:40]!r} runs past the end of the file")
-        streams[str(key)] = (_finite(values[offset:offset + count]),
+        ring = values[offset:offset + count]
+        streams[str(key)] = (_finite(np.roll(ring, -position) if position else ring),  # oldest first
                              _finite(values[offset + count:offset + count + n_recent]))
         offset += count + n_recent
     return header, streams
