@@ -109,3 +109,30 @@ def test_the_cache_resumes_only_under_the_same_settings(tmp_path, monkeypatch):
     args.max_steps += 1
     with pytest.raises(SystemExit, match="written with settings"):
         load_cache(out, settings(args))
+
+
+def cached_result(detector: str, k: int, seed: int, v_auroc: float) -> dict:
+    per_class = {"V": v_auroc, "S": 0.5, "F": 0.75}
+    return {"detector": detector, "n_labelled": k, "seed": seed, "auroc": per_class, "recall_at_1pct_fpr": per_class,
+            "recall_at_threshold": per_class, "fpr_at_threshold": 0.01}
+
+
+def test_the_report_renders_mean_and_std_over_seeds_from_the_cache_into_the_marked_block(tmp_path, monkeypatch):
+    import labels_report
+
+    results = {key("agad", k, s): cached_result("agad", k, s, 0.9 + 0.02 * s) for k in (0, 20) for s in (0, 1, 2)}
+    results[key("deep-sad", 20, 0)] = cached_result("deep-sad", 20, 0, 0.8)
+    cache = tmp_path / "labels_ecg.json"
+    cache.write_text(__import__("json").dumps({"settings": {"normal_beats": 2000, "max_steps": 300, "deep_sad_epochs": 50,
+                                                            "fs": 180.0, "window_s": 0.8, "lead": "MLII"},
+                                               "results": results}))
+    doc = tmp_path / "docs" / "with-labels.md"
+    doc.parent.mkdir()
+    doc.write_text(f"# With labels\nbefore\n{labels_report.BEGIN}\nstale\n{labels_report.END}\nafter\n")
+    monkeypatch.setattr(sys, "argv", ["labels_report", str(cache), "--update", str(doc)])
+    labels_report.main()
+    text = doc.read_text()
+    assert "stale" not in text and text.startswith("# With labels\nbefore\n") and text.endswith("after\n")
+    assert "| agad | 20 (0.01) | 0.920 ± 0.016 |" in text  # V AUROC 0.90, 0.92, 0.94 over three seeds
+    assert "0.800 ± 0.000 (n=1)" in text
+    assert "](../labels_ecg_efficiency.png)" in text and (tmp_path / "labels_ecg_efficiency.png").stat().st_size > 0
