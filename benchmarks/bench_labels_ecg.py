@@ -25,6 +25,7 @@ usage: nice env OMP_NUM_THREADS=1 python benchmarks/bench_labels_ecg.py [--data 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import time
@@ -72,6 +73,9 @@ def parse_args() -> argparse.Namespace:
     unknown = sorted(set(args.detector_list) - set(DETECTOR_NAMES))
     if unknown:
         raise SystemExit(f"--detectors: unknown {', '.join(unknown)}; choose from {', '.join(DETECTOR_NAMES)}")
+    if "deep-sad" in args.detector_list and importlib.util.find_spec("deepod") is None:
+        raise SystemExit("deep-sad needs the deepod package: pip install --no-deps deepod==0.4.1 (its metadata pins "
+                         "torch<1.13.1, which it does not need), or leave deep-sad out of --detectors")
     return args
 
 
