@@ -35,6 +35,8 @@ def grouped(results: dict) -> dict[tuple[str, int], list[dict]]:
 
 def cell(runs: list[dict], pick) -> str:
     values = [pick(r) for r in runs]
+    if len(values) == 1:
+        return f"{values[0]:.3f} (n=1)"
     text = f"{np.mean(values):.3f} ± {np.std(values):.3f}"
     return text if len(values) == FULL_SEEDS else f"{text} (n={len(values)})"
 
