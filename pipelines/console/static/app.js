@@ -372,9 +372,9 @@ function plotContext(d) {
   });
   root.append(svgText({ class: "y-tick", x: left - 4, y: py(hi) + 4, "text-anchor": "end" }, fmt(hi, 2)));
   root.append(svgText({ class: "y-tick", x: left - 4, y: py(lo) + 4, "text-anchor": "end" }, fmt(lo, 2)));
-  const order = byTime ? "at their recording times; the gaps between window starts in ms" : "side by side in arrival order (their ts name no times)";
-  const caption = `${near.filter((w) => w.offset < 0).length} before and ${near.filter((w) => w.offset > 0).length} after this window ` +
-    `(bold) in the stream, as recorded${unitOf(ax.y)}, ${order}; flagged ones in red`;
+  const order = byTime ? "at their recording times, gaps between starts in ms" : "in arrival order (their ts name no times)";
+  const caption = `${near.filter((w) => w.offset < 0).length} windows before, ${near.filter((w) => w.offset > 0).length} after ` +
+    `this one (bold), as recorded${unitOf(ax.y)}, ${order}; red: flagged`;
   root.append(svgText({ x: left, y: H - 4 }, caption));
   return [root];
 }
