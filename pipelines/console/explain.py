@@ -72,7 +72,8 @@ def axes(modality) -> dict:
     (amplitude, or a 2D one's rows), each {"label", "unit", "step"}: `step` is one sample in `unit`, so
     sample i lies at i * step; None where the index is all there is."""
     if modality.name == "ecg":  # raw windows are in the record's physical units, resampled to fs
-        return {"x": {"label": "time", "unit": "ms", "step": 1000.0 / modality.fs}, "y": {"label": "amplitude", "unit": "mV"}}
+        return {"x": {"label": "time", "unit": "ms", "step": 1000.0 / modality.fs},
+                "y": {"label": "amplitude", "unit": "mV"}}
     if modality.name == "audio":  # log-mel patches [1, n_mels, frames]: row 0 is the lowest band
         return {"x": {"label": "time", "unit": "ms", "step": 1000.0 * modality.hop / modality.sample_rate},
                 "y": {"label": "mel band (frequency)", "unit": None, "step": None, "low_first": True}}

@@ -2,7 +2,7 @@
 // an attribute set through the DOM: never innerHTML with data.
 "use strict";
 
-const state = { csrf: null, user: null, role: null, alarms: new Map(), order: [], streams: new Map(), streamOffset: 0,
+const state = { csrf: null, user: null, role: null, alarms: new Map(), order: [], streams: new Map(), streamOffset: 0, streamWanted: 0,
                 selected: null, detail: null, streamSelected: null, windowDetail: null, events: null };
 const MAX_ALARMS = 2000;
 const STREAMS_PAGE = 100;  // rows of the streams table; the server keeps at most --max-streams of them
@@ -396,7 +396,7 @@ function canvasOf(grid, colour) {
 // One page of the streams kept by the server, by name; live updates redraw the rows on it, and a stream
 // that is not on it (a new one, or another page's) reloads the page at most once a second.
 function showStreams(page) {
-  state.streamOffset = page.streams_offset;
+  state.streamOffset = state.streamWanted = page.streams_offset;
   state.streams = new Map(page.streams.map((row) => [row.stream, row]));
   $("streams").tBodies[0].replaceChildren(...page.streams.map((row) => {
     const tr = el("tr", { onclick: () => openStream(row.stream) });
@@ -411,8 +411,12 @@ function showStreams(page) {
   $("streams-next").disabled = last >= total;
 }
 
+// Pages are counted from the one last asked for, so two quick clicks on Next move two pages, and an
+// answer overtaken by a later request is dropped.
 async function loadStreams(offset) {
-  const page = await api(`/api/streams?offset=${Math.max(0, offset)}&limit=${STREAMS_PAGE}`);
+  const wanted = state.streamWanted = Math.max(0, offset);
+  const page = await api(`/api/streams?offset=${wanted}&limit=${STREAMS_PAGE}`);
+  if (wanted !== state.streamWanted) return;
   if (!page.streams.length && page.streams_total) return loadStreams(page.streams_total - STREAMS_PAGE);  // it shrank
   showStreams(page);
 }
@@ -435,7 +439,7 @@ function updateStream(row) {
 
 let streamsTimer = null;
 function refreshStreamsSoon() {
-  if (!streamsTimer) streamsTimer = setTimeout(() => { streamsTimer = null; loadStreams(state.streamOffset).catch(() => {}); }, 1000);
+  if (!streamsTimer) streamsTimer = setTimeout(() => { streamsTimer = null; loadStreams(state.streamWanted).catch(() => {}); }, 1000);
 }
 
 let streamTimer = null;
@@ -551,8 +555,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("stream-filter").addEventListener("change", (e) => { e.target.blur(); state.selected = null; renderAlarms(); });
   $("pending-only").addEventListener("change", (e) => { e.target.blur(); renderAlarms(); });
   $("rollback").addEventListener("click", () => switchModel("/api/models/rollback", {}));
-  $("streams-prev").addEventListener("click", () => loadStreams(state.streamOffset - STREAMS_PAGE).catch((e) => toast(e.message)));
-  $("streams-next").addEventListener("click", () => loadStreams(state.streamOffset + STREAMS_PAGE).catch((e) => toast(e.message)));
+  $("streams-prev").addEventListener("click", () => loadStreams(state.streamWanted - STREAMS_PAGE).catch((e) => toast(e.message)));
+  $("streams-next").addEventListener("click", () => loadStreams(state.streamWanted + STREAMS_PAGE).catch((e) => toast(e.message)));
   document.addEventListener("keydown", onKey);
   api("/api/session").then(loggedIn).catch(showLogin);
 });
