@@ -304,7 +304,7 @@ function plot1d(d, channel) {
   }
   root.append(svgText({ class: "x-title", x: (left + W - right) / 2, y: bottom + 32, "text-anchor": "middle" },
     `${ax.x.label}${unitOf(ax.x)}`));
-  const yStep = tickStep(span, 5);
+  const yStep = tickStep(span, 8);
   for (let v = Math.ceil(lo / yStep) * yStep; v <= hi + 1e-9; v += yStep) {
     root.append(svg("line", { class: "grid", x1: left, x2: W - right, y1: py(v), y2: py(v) }));
     root.append(svgText({ class: "y-tick", x: left - 4, y: py(v) + 4, "text-anchor": "end" }, tickText(v, yStep)));
