@@ -4,21 +4,30 @@ Windows are cut by a modality exactly as for training (ECG beats or sliding wind
 audio patches, images, arrays), one raw window per message, keyed by their source
 (record or file) so a stream stays ordered. The true label goes into a `label` header
 when the data has one, so `agad-stream monitor` can compute a live AUROC.
+
+Each message's `ts` is the window's recording time where replay knows it: for ECG, the
+record's start from its WFDB header (base date and time, local time of the recording, which
+WFDB gives without a time zone) plus the window's first sample, as an ISO string without a
+zone; without a base date and time in the header, seconds from the record's start as a number.
+Other modalities get the wall-clock send time (epoch seconds).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
+import wfdb
 from kafka import KafkaProducer
 from tqdm.auto import tqdm
 
 from modalities import Modality, Windows
+from modalities.ecg import find_records
 from pipelines.model_dir import load_model_dir
 from pipelines.offline import MODALITIES, add_data_options, build_modality, load_options, relabel
 from pipelines.streaming import codec
@@ -46,9 +55,10 @@ class ReplayResult:
         return len(self.ids) / self.seconds if self.seconds > 0 else 0.0
 
 
-def encode_message(window_id: str, stream: str, values, label: int | None, encoding: str) -> Message:
-    """One input message in the scorer's contract; ts = the wall-clock send time (epoch seconds)."""
-    ts = round(time.time(), 3)
+def encode_message(window_id: str, stream: str, values, label: int | None, encoding: str, ts=None) -> Message:
+    """One input message in the scorer's contract; `ts` (the recording time) defaults to the wall-clock
+    send time (epoch seconds)."""
+    ts = round(time.time(), 3) if ts is None else ts
     if encoding == "json":
         value, headers = codec.encode_json_window(window_id, values, stream=stream, ts=ts), []
     elif encoding == "binary":
@@ -58,14 +68,35 @@ def encode_message(window_id: str, stream: str, values, label: int | None, encod
     return Message(window_id, stream.encode(), value, headers + codec.label_header(label))
 
 
-def window_messages(windows: Windows, encoding: str = "json", repeat: int = 1) -> Iterator[Message]:
-    """Messages for every window (ids "<source>:<position>", with "#k" for repeats k >= 1)."""
+def window_messages(windows: Windows, encoding: str = "json", repeat: int = 1,
+                    times: list | None = None) -> Iterator[Message]:
+    """Messages for every window (ids "<source>:<position>", with "#k" for repeats k >= 1), with
+    `times` as their ts when given (see recording_times), else the send time."""
     for k in range(repeat):
         suffix = f"#{k}" if k else ""
         for i in range(len(windows)):
             source = str(windows.source[i])
             label = None if windows.y is None else int(windows.y[i])
-            yield encode_message(f"{source}:{int(windows.position[i])}{suffix}", source, windows.X[i], label, encoding)
+            yield encode_message(f"{source}:{int(windows.position[i])}{suffix}", source, windows.X[i], label, encoding,
+                                 ts=None if times is None else times[i])
+
+
+def recording_times(modality: Modality, windows: Windows, data: str | Path, records=None) -> list | None:
+    """Each ECG window's recording time (see the module docstring) from the headers of the records
+    under `data`; None for other modalities, whose files name no recording time."""
+    if modality.name != "ecg":
+        return None
+    starts = {}
+    for base in find_records(data, records):
+        header = wfdb.rdheader(str(base))
+        starts[base.name] = (dt.datetime.combine(header.base_date, header.base_time)
+                             if header.base_date and header.base_time else None)
+    times = []
+    for source, position in zip(windows.source, windows.position):
+        seconds, start = float(position) / modality.fs, starts[str(source)]
+        times.append(round(seconds, 6) if start is None
+                     else (start + dt.timedelta(seconds=seconds)).isoformat(timespec="milliseconds"))
+    return times
 
 
 def send_messages(producer: KafkaProducer, topic: str, messages: Iterable[Message], rate: float = 0.0,
@@ -124,10 +155,11 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     quiet_kafka_logging()
-    _, windows = replay_modality(args)
+    modality, windows = replay_modality(args)
+    times = recording_times(modality, windows, args.data, args.records)
     producer = make_producer(args.bootstrap_servers)
     try:
-        result = send_messages(producer, args.topic, window_messages(windows, args.encoding, args.repeat),
+        result = send_messages(producer, args.topic, window_messages(windows, args.encoding, args.repeat, times),
                                rate=args.rate, total=len(windows) * args.repeat, progress=not args.quiet)
     finally:
         producer.close()

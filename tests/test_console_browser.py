@@ -1,10 +1,12 @@
 """The console in headless Chromium (Debian's chromium + chromium-driver) on the real broker, end to end:
-replayed ECG windows are scored live, alarms appear without a reload, clicks and keys publish exactly
-the confirmations made, a missed anomaly is marked from the stream view, and Kafka strings render as text.
+replayed ECG windows are scored live, alarms appear without a reload, an alarm is drawn on its axes with
+its recording time and neighbouring beats, clicks and keys publish exactly the confirmations made, a
+missed anomaly is marked from the stream view, and Kafka strings render as text.
 """
 
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -16,12 +18,13 @@ import pytest
 pytest.register_assert_rewrite("kafka_support", "console_support")
 
 from agad_stream import AGAD, ModelRegistry  # noqa: E402
-from console_support import PASSWORDS, Console, free_port, users_file  # noqa: E402
-from kafka_support import ThreadScorer, Topics, messages, read_topic, scorer_config, send, until_ids  # noqa: E402
+from console_support import PASSWORDS, Console, call, free_port, login, users_file  # noqa: E402
+from kafka_support import ECG_SLICE, ThreadScorer, Topics, messages, read_topic, scorer_config, send, until_ids  # noqa: E402,E501
 from modalities.image import ImageModality  # noqa: E402
 from pipelines.learning import signing  # noqa: E402
 from pipelines.model_dir import save_model_dir  # noqa: E402
-from pipelines.replay import encode_message  # noqa: E402
+from modalities import get_modality  # noqa: E402
+from pipelines.replay import encode_message, recording_times, window_messages  # noqa: E402
 from pipelines.streaming import codec  # noqa: E402
 from pipelines.streaming.kafka_io import create_topics, make_producer  # noqa: E402
 from pipelines.streaming.serving import ModelSource  # noqa: E402
@@ -30,11 +33,13 @@ webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 pytest_plugins = ["kafka_support"]
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
 XSS = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
+LONG_STREAM, LONG_ID = "S" * 250, "L" * 240 + ":0"  # near the scorer's 256-byte limit
 #: where the alarm view's screenshot goes; the README's docs/console.png is made with it set, and
 #: CONSOLE_MODEL set to the demo's better-trained model directory (.work/demo/model) instead of the tiny one
 SCREENSHOT = os.environ.get("CONSOLE_SCREENSHOT")
@@ -96,19 +101,33 @@ class Live:
         return [r.json() for r in read_topic(self.topics.bootstrap, self.labels)]
 
 
+def dated_record(folder: Path) -> Path:
+    """Record 119's slice with a base date and time in its header (the slice has none), as replay reads it."""
+    for part in ECG_SLICE.parent.glob("119.*"):
+        shutil.copy(part, folder / part.name)
+    header = folder / "119.hea"
+    lines = header.read_text().splitlines()
+    header.write_text("\n".join([lines[0] + " 10:30:00 01/02/2026", *lines[1:]]) + "\n")
+    return folder / "119"
+
+
 @pytest.fixture(scope="module")
 def live(kafka_bootstrap, model_dirs, ecg_windows, tmp_path_factory):
-    setup = Live(kafka_bootstrap, Path(MODEL or model_dirs[0]), tmp_path_factory.mktemp("console"))
+    folder = tmp_path_factory.mktemp("console")
+    setup = Live(kafka_bootstrap, Path(MODEL or model_dirs[0]), folder)
+    times = recording_times(get_modality("ecg", ann="pvc"), ecg_windows, dated_record(folder))
     with setup.scorer, setup.console:
         browser = chrome()
         try:
             wait = log_in(browser, setup.console.url)
             pvc = ecg_windows.X[ecg_windows.y == 1]
             hostile = [encode_message(f"{XSS}:{i}", XSS, pvc[i], None, "json") for i in range(3)]
-            batch = messages(ecg_windows) + hostile
+            long_names = [encode_message(LONG_ID, LONG_STREAM, pvc[3], None, "json")]
+            batch = list(window_messages(ecg_windows, "json", times=times)) + hostile + long_names
             send(kafka_bootstrap, setup.topics.input, batch)  # after the page loaded
             read_topic(kafka_bootstrap, setup.topics.output, until_ids({m.id for m in batch}))  # all scored
             setup.browser, setup.wait, setup.windows, setup.sent = browser, wait, ecg_windows, len(batch)
+            setup.times = dict(zip([m.id for m in messages(ecg_windows)], times))
             yield setup
         finally:
             browser.quit()
@@ -124,8 +143,11 @@ def shown_id(browser) -> str | None:
 
 
 def select_stream(live, stream: str) -> None:
-    """Filter the queue to one stream and wait until a window of it, drawn, is shown."""
-    Select(live.browser.find_element(By.ID, "stream-filter")).select_by_value(stream)
+    """Filter the queue to one stream and wait until its newest alarm, drawn, is shown."""
+    choice = Select(live.browser.find_element(By.ID, "stream-filter"))
+    if choice.first_selected_option.get_attribute("value") == stream:
+        choice.select_by_value("")  # choosing it again would change nothing
+    choice.select_by_value(stream)
     live.wait.until(lambda b: alarm_ids(b) and shown_id(b) == alarm_ids(b)[0]
                     and b.find_elements(By.CSS_SELECTOR, "#alarm-detail svg polyline.recon"))
 
@@ -142,9 +164,6 @@ def test_alarms_appear_live_and_clicks_publish_exactly_those_labels(live):
     browser.find_element(By.CSS_SELECTOR, f"#alarm-list li[data-id='{first}']").click()
     wait.until(lambda b: shown_id(b) == first and b.find_elements(By.CSS_SELECTOR, "#alarm-detail svg polyline.recon"))
     assert browser.find_elements(By.CSS_SELECTOR, "#alarm-detail svg rect.segment")  # top segments highlighted
-    if SCREENSHOT:
-        browser.save_screenshot(SCREENSHOT)
-        assert Path(SCREENSHOT).stat().st_size < 300_000
     browser.find_element(By.ID, "btn-confirm").click()
     wait.until(lambda b: shown_id(b) != first)
     second = shown_id(browser)
@@ -157,6 +176,46 @@ def test_alarms_appear_live_and_clicks_publish_exactly_those_labels(live):
     for message in labels:  # the raw window, as the scorer got it, for retraining
         assert np.allclose(np.array(message["values"]).ravel(), values[message["id"]].ravel(), atol=1e-5)
         assert message["model_version"] == 1
+
+
+def test_an_alarm_shows_its_axes_recording_time_neighbours_and_what_its_score_means(live):
+    browser, wait = live.browser, live.wait
+    select_stream(live, "119")
+    order = [m.id for m in messages(live.windows)]
+    pvcs = {i for i, y in zip(order, live.windows.y) if y == 1}
+    chosen = next(i for i in alarm_ids(browser) if i in pvcs and 3 <= order.index(i) < len(order) - 3)
+    browser.find_element(By.CSS_SELECTOR, f"#alarm-list li[data-id='{chosen}']").click()
+    wait.until(lambda b: shown_id(b) == chosen and b.find_elements(By.CSS_SELECTOR, "#alarm-detail polyline.context-window"))
+    seen = browser.execute_script("""
+        const texts = (css) => [...document.querySelectorAll('#alarm-detail ' + css)].map(e => e.textContent);
+        return {xTicks: texts('.x-tick'), xTitle: texts('.x-title'), yTitle: texts('.y-title'), rTicks: texts('.r-tick'),
+                recorded: texts('.recorded-at'), scored: texts('.scored-at'), meaning: texts('.score-meaning'), gaps: texts('.gap'),
+                context: [...document.querySelectorAll('#alarm-detail polyline.context-window')].map(
+                    p => [p.dataset.id, p.classList.contains('current')])};""")
+    fs, length = 360.0, live.windows.X.shape[-1]  # the ECG modality's rate; beats of 0.8 s
+    window_ms, ticks = 1000 * (length - 1) / fs, [float(t) for t in seen["xTicks"]]
+    assert (seen["xTitle"], seen["yTitle"]) == (["time (ms)"], ["amplitude (mV)"])
+    assert ticks[0] == 0 and 0.8 * window_ms <= ticks[-1] <= window_ms and len(seen["rTicks"]) == 3
+    assert seen["recorded"] == [live.times[chosen]] and live.times[chosen].startswith("2026-02-01T10:3")
+    assert seen["scored"][0].endswith(" UTC") and seen["scored"][0] != seen["recorded"][0]
+    at = order.index(chosen)
+    assert seen["context"] == [[i, i == chosen] for i in order[at - 3:at + 4]]  # 3 beats before, 3 after
+    starts = [int(i.split(":")[1]) / fs * 1000 for i in order[at - 3:at + 4]]  # the beats' first samples, in ms
+    gaps = [float(g.removesuffix(" ms")) for g in seen["gaps"]]
+    assert np.allclose(gaps, np.diff(starts), atol=1.5), (gaps, np.diff(starts))  # RR intervals: prematurity shows
+    review = next(r.json() for r in read_topic(live.topics.bootstrap, live.review) if r.json()["id"] == chosen)
+    scores = [r.json()["score"] for r in read_topic(live.topics.bootstrap, live.topics.output) if r.json()["stream"] == "119"]
+    percentile = 100 * np.mean(np.array(scores[-40:]) <= review["score"])  # among the 40 the console keeps
+    meaning = re.fullmatch(r" = ([\d.]+)× the threshold, percentile (\d+) among the stream's last (\d+) scores",
+                           seen["meaning"][0])
+    assert meaning and abs(float(meaning[1]) - review["score"] / review["threshold"]) <= 0.006, seen["meaning"]
+    assert abs(int(meaning[2]) - percentile) <= 0.5 and meaning[3] == "40"
+    if SCREENSHOT:
+        browser.set_window_size(1280, 960)  # the whole alarm view, header to buttons
+        browser.execute_script("window.scrollTo(0, 0)")
+        browser.save_screenshot(SCREENSHOT)
+        browser.set_window_size(1280, 860)
+        assert Path(SCREENSHOT).stat().st_size < 300_000
 
 
 def test_keyboard_shortcuts_skip_and_confirm(live):
@@ -177,6 +236,32 @@ def test_keyboard_shortcuts_skip_and_confirm(live):
     assert skipped not in {m["id"] for m in labels} and later not in {m["id"] for m in labels}
 
 
+def test_keys_work_after_the_filters_and_the_count_says_what_they_hide(live):
+    browser, wait = live.browser, live.wait
+    select_stream(live, "119")
+    assert browser.execute_script("return document.activeElement.id") != "stream-filter"
+    box = browser.find_element(By.ID, "pending-only")
+    box.click()
+    box.click()  # off and on again: the focus would stay in the checkbox, and the keys with it
+    before = shown_id(browser)
+    ActionChains(browser).send_keys("j").perform()
+    wait.until(lambda b: shown_id(b) != before)
+    count = re.fullmatch(r"(\d+) alarms \(filters hide (\d+) of (\d+)\)", browser.find_element(By.ID, "alarm-count").text)
+    flagged = {r.json()["id"] for r in read_topic(live.topics.bootstrap, live.review)}
+    assert count and int(count[1]) == len(alarm_ids(browser)) and int(count[3]) == len(flagged)
+    assert int(count[1]) + int(count[2]) == int(count[3]) and int(count[2]) > 0
+
+
+def test_a_long_id_and_stream_name_keep_the_queue_in_shape(live):
+    select_stream(live, LONG_STREAM)
+    sizes = live.browser.execute_script("""
+        const li = document.querySelector('#alarm-list li'), queue = document.querySelector('#view-alarms .queue');
+        return [li.scrollWidth, li.clientWidth, queue.getBoundingClientRect().width,
+                document.documentElement.scrollWidth, window.innerWidth];""")
+    assert alarm_ids(live.browser) == [LONG_ID]
+    assert sizes[0] <= sizes[1] and sizes[2] < 400 and sizes[3] <= sizes[4], sizes
+
+
 def test_missed_anomaly_is_marked_from_the_stream_view(live):
     browser, wait = live.browser, live.wait
     browser.find_element(By.CSS_SELECTOR, "#nav button[data-view=streams]").click()
@@ -193,6 +278,30 @@ def test_missed_anomaly_is_marked_from_the_stream_view(live):
     last = labels[-1]
     assert len(labels) == 4 and (last["id"], last["label"], last["labelled_by"]) == (missed, 1, "alice")
     browser.find_element(By.CSS_SELECTOR, "#nav button[data-view=alarms]").click()
+
+
+def test_an_anomaly_type_and_a_note_are_published_and_not_sure_publishes_nothing(live):
+    browser, wait = live.browser, live.wait
+    select_stream(live, "119")
+    chosen = shown_id(browser)
+    Select(browser.find_element(By.ID, "anomaly-type")).select_by_value("V")
+    browser.find_element(By.ID, "note").send_keys("wide QRS, 150 ms" + Keys.ENTER)  # Enter hands the keys back
+    ActionChains(browser).send_keys("c").perform()
+    wait.until(lambda b: shown_id(b) != chosen)
+    unsure = shown_id(browser)
+    ActionChains(browser).send_keys("u").perform()
+    wait.until(lambda b: shown_id(b) != unsure)
+    labels = live.labels_received(5)
+    last = labels[-1]
+    assert len(labels) == 5 and (last["id"], last["label"], last["anomaly_type"], last["note"]) == (
+        chosen, 1, "V", "wide QRS, 150 ms")
+    assert signing.verify(last, live.signing_key) is None  # the signature covers the type and the note
+    cookie, csrf = login(live.console.url, "alice")
+    alarms = {a["id"]: a for a in call(live.console.url, "/api/state", cookie=cookie).body["alarms"]}
+    assert alarms[unsure]["status"] == "unsure"  # recorded by the console, nothing published
+    refused = call(live.console.url, "/api/labels", {"id": unsure, "decision": "confirm", "note": "n" * 2001},
+                   cookie=cookie, csrf=csrf)
+    assert refused.status == 400 and "'note' holds 2001 characters; at most 2000" in refused.body["detail"]
 
 
 def test_kafka_strings_render_as_text(live):
@@ -249,6 +358,9 @@ def test_image_window_heat_map_and_admin_model_switches(kafka_bootstrap, tmp_pat
         try:
             wait = log_in(browser, console.url, "root")
             wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#alarm-detail canvas.heat")) == 2)
+            axes = browser.find_element(By.CSS_SELECTOR, "#alarm-detail .axes-2d").text
+            assert axes.endswith("x: column 0–15; y: row 0 (top) to 15 (bottom)"), axes
+            assert browser.find_element(By.CSS_SELECTOR, "#alarm-detail .recorded-at").text == "not given"
             # distinct colours drawn on each canvas: an image, not a blank
             colours = browser.execute_script("""
                 return [...document.querySelectorAll('#alarm-detail canvas.heat')].map(c => {

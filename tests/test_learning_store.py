@@ -1,11 +1,13 @@
 """The confirmation decoder and the durable label store (no broker needed)."""
 
 import json
+import sqlite3
 
 import numpy as np
 import pytest
 
-from pipelines.learning.labels import decode_confirmation, encode_confirmation
+from pipelines.learning import signing
+from pipelines.learning.labels import SignaturePolicy, decode_confirmation, encode_confirmation
 from pipelines.learning.store import LabelStore, split_of
 from pipelines.streaming import codec
 
@@ -37,6 +39,12 @@ def test_a_good_confirmation_decodes_with_its_fields():
     (json.dumps({"id": "a", "label": 1, "values": ["x"] * 8, "labelled_by": "x"}).encode(), codec.UNDECODABLE, "numbers"),
     (b'{"id": "a", "label": 1, "values": [NaN, 0, 0, 0, 0, 0, 0, 0], "labelled_by": "x"}', codec.NON_FINITE, "NaN"),
     (json.dumps({"id": "a", "label": 1, "values": [0] * 8, "labelled_by": 7}).encode(), codec.UNDECODABLE, "labelled_by"),
+    (json.dumps({"id": "a", "label": 1, "values": [0] * 8, "labelled_by": "x", "anomaly_type": "V" * 65}).encode(),
+     codec.UNDECODABLE, "'anomaly_type' holds 65 characters; at most 64"),
+    (json.dumps({"id": "a", "label": 1, "values": [0] * 8, "labelled_by": "x", "note": "n" * 2001}).encode(),
+     codec.UNDECODABLE, "'note' holds 2001 characters; at most 2000"),
+    (json.dumps({"id": "a", "label": 1, "values": [0] * 8, "labelled_by": "x", "note": 5}).encode(),
+     codec.UNDECODABLE, "'note' must be a string or null, got int"),
 ])
 def test_bad_confirmations_name_what_is_wrong(value, reason, words):
     with pytest.raises(codec.InvalidMessage, match=words) as error:
@@ -82,3 +90,34 @@ def test_an_unforeseen_error_is_a_dead_letter_not_a_crash(monkeypatch):
     with pytest.raises(codec.InvalidMessage, match="unexpected RecursionError: deep") as error:
         decode_confirmation(encode_confirmation("w1", 1, np.zeros(SHAPE), "bob"), None, SHAPE)
     assert error.value.reason == codec.UNDECODABLE
+
+
+def test_anomaly_type_and_note_are_signed_stored_and_an_old_store_gains_their_columns(tmp_path):
+    path = tmp_path / "labels.sqlite"
+    old = sqlite3.connect(path)  # a store made before anomaly_type and note existed
+    old.executescript("""
+        CREATE TABLE confirmations (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, stream TEXT,
+            label INTEGER NOT NULL, labelled_by TEXT NOT NULL, at TEXT NOT NULL, model_version TEXT,
+            source TEXT NOT NULL UNIQUE, received_at REAL NOT NULL);
+        CREATE TABLE windows (id TEXT PRIMARY KEY, stream TEXT, label INTEGER NOT NULL, shape TEXT NOT NULL,
+            data BLOB NOT NULL, model_version TEXT, split TEXT NOT NULL, seq INTEGER NOT NULL);
+        INSERT INTO confirmations VALUES (1, 'w0', 's1', 1, 'bob', '2026-01-01T00:00:00Z', NULL, 't/0/0', 0);""")
+    old.commit()
+    old.close()
+    key = b"k" * 16
+    value = encode_confirmation("w1", 1, np.zeros(SHAPE), "alice", anomaly_type="V", note="wide QRS, 140 ms",
+                                signing_key=key)
+    policy = SignaturePolicy(key, required=True)
+    c = decode_confirmation(value, None, SHAPE, signatures=policy)
+    assert (c.anomaly_type, c.note) == ("V", "wide QRS, 140 ms")
+    altered = {**json.loads(value), "anomaly_type": "S"}
+    assert "does not match" in signing.verify(altered, key)
+    dropped = {k: v for k, v in json.loads(value).items() if k != "note"}
+    assert "does not match" in signing.verify(dropped, key)
+    store = LabelStore(path)
+    assert store.add([(c, "t/0/1")]) == 1
+    assert store.history("w0")[0]["anomaly_type"] is None  # the old row, migrated
+    assert (store.history("w1")[0]["anomaly_type"], store.history("w1")[0]["note"]) == ("V", "wide QRS, 140 ms")
+    row = store.db.execute("SELECT anomaly_type, note FROM windows WHERE id = 'w1'").fetchone()
+    assert row == ("V", "wide QRS, 140 ms")
+    store.close()

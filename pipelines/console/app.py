@@ -25,7 +25,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from pipelines.console.auth import Authenticator, PasswordTooLong, RateLimiter, Session, Sessions, User, csrf_ok
 from pipelines.console.explain import Models, explain
 from pipelines.console.feed import STREAMS_PAGE, Feed
+from pipelines.learning.labels import AAMI_CLASSES, check_text_field
 from pipelines.learning.models import rollback_target, switch_to
+from pipelines.streaming.codec import InvalidMessage
 from pipelines.streaming.metrics import log_event
 
 log = logging.getLogger("agad_stream.console")
@@ -33,7 +35,8 @@ STATIC = Path(__file__).parent / "static"
 COOKIE = "agad_console_session"
 LOGIN_RATE, LOGIN_BURST = 0.2, 10.0
 MAX_STREAMS_PAGE = 500
-DECISIONS = {"confirm": 1, "false_alarm": 0, "missed": 1, "skip": None}
+#: the label each decision publishes; skip and unsure ("not sure") publish nothing
+DECISIONS = {"confirm": 1, "false_alarm": 0, "missed": 1, "skip": None, "unsure": None}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                                "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
@@ -169,7 +172,9 @@ def create_app(feed: Feed, models: Models, authenticator: Authenticator, setting
         values = found.pop("values")
         found["flagged"] = id in feed.alarms
         try:
-            found.update(explain(models.get(found.get("model_version")), np.asarray(values, dtype=np.float32)))
+            served = models.get(found.get("model_version"))
+            found.update(explain(served, np.asarray(values, dtype=np.float32)))
+            found["anomaly_types"] = AAMI_CLASSES if served.modality.name == "ecg" else None  # else free text
         except (ValueError, FileNotFoundError) as error:
             found["explain_error"] = str(error)
         return found
@@ -183,20 +188,24 @@ def create_app(feed: Feed, models: Models, authenticator: Authenticator, setting
         decision = body.get("decision")
         if decision not in DECISIONS or not isinstance(body.get("id"), str):
             raise HTTPException(400, f"send {{'id': str, 'decision': one of {sorted(DECISIONS)}}}")
+        try:
+            texts = {name: check_text_field(name, body.get(name)) for name in ("anomaly_type", "note")}
+        except InvalidMessage as error:
+            raise HTTPException(400, str(error)) from None
         found = feed.window(body["id"])
         if found is None:
             raise HTTPException(404, "this window is no longer kept by the console")
-        if decision == "skip":
-            feed.mark_skipped(found["id"])
+        if DECISIONS[decision] is None:
+            feed.mark_unlabelled(found["id"], "skipped" if decision == "skip" else "unsure")
         else:
             try:
-                await asyncio.to_thread(feed.label, found, DECISIONS[decision], user.name)
+                await asyncio.to_thread(feed.label, found, DECISIONS[decision], user.name, **texts)
             except Exception as error:
                 log_event(log, "console_label_failed", logging.ERROR, user=user.name, id=printable(found["id"]),
                           error=error)
                 raise HTTPException(503, f"the labels topic did not take the confirmation: {error}") from None
         log_event(log, "console_label", user=user.name, id=printable(found["id"]), stream=printable(found["stream"]),
-                  decision=decision)
+                  decision=decision, anomaly_type=printable(texts["anomaly_type"]))
         return {"ok": True, "id": found["id"], "decision": decision}
 
     @app.get("/api/events")

@@ -58,12 +58,28 @@ class Models:
 
 
 def explain(served: ServedModel, raw: np.ndarray) -> dict:
-    """Prepared input, reconstruction and residual of one raw window, as nested lists [C, L] or [C, H, W]."""
+    """Prepared input, reconstruction and residual of one raw window, as nested lists [C, L] or [C, H, W],
+    with the axes to draw them on."""
     raw = np.asarray(raw, dtype=np.float32).reshape(served.raw_shape)
     prepared = served.modality.prepare(raw[None])
     score, residual = served.model.score_and_residuals(prepared)
     return {"input": _round(prepared[0]), "reconstruction": _round(prepared[0] - residual[0]),
-            "residual": _round(residual[0]), "recomputed_score": float(score[0])}
+            "residual": _round(residual[0]), "recomputed_score": float(score[0]), "axes": axes(served.modality)}
+
+
+def axes(modality) -> dict:
+    """What the prepared window's axes mean: `x` (along a 1D window, or a 2D one's columns) and `y`
+    (amplitude, or a 2D one's rows), each {"label", "unit", "step"}: `step` is one sample in `unit`, so
+    sample i lies at i * step; None where the index is all there is."""
+    if modality.name == "ecg":  # raw windows are in the record's physical units, resampled to fs
+        return {"x": {"label": "time", "unit": "ms", "step": 1000.0 / modality.fs},
+                "y": {"label": "amplitude", "unit": "mV"}}
+    if modality.name == "audio":  # log-mel patches [1, n_mels, frames]: row 0 is the lowest band
+        return {"x": {"label": "time", "unit": "ms", "step": 1000.0 * modality.hop / modality.sample_rate},
+                "y": {"label": "mel band (frequency)", "unit": None, "step": None, "low_first": True}}
+    if modality.name == "image":
+        return {"x": {"label": "column", "unit": None, "step": None}, "y": {"label": "row", "unit": None, "step": None}}
+    return {"x": {"label": "sample", "unit": None, "step": None}, "y": {"label": "value", "unit": None}}
 
 
 def _round(array: np.ndarray) -> list:

@@ -27,6 +27,8 @@ log = logging.getLogger("agad_stream.console")
 NO_STREAM = "(no stream)"
 EVENTS_KEPT = 2000
 STREAMS_PAGE = 100
+#: input windows of the same stream shown before and after the one under review
+NEIGHBOURS = 3
 
 
 @dataclass
@@ -75,7 +77,7 @@ class Feed:
         self.streams: OrderedDict[str, dict] = OrderedDict()  # least recently seen first
         self.recent: dict[str, deque] = {}
         self.alarms: OrderedDict[str, dict] = OrderedDict()
-        self.values: OrderedDict[str, tuple[str, np.ndarray]] = OrderedDict()
+        self.values: OrderedDict[str, tuple[str, np.ndarray, object]] = OrderedDict()  # id -> (stream, raw, ts)
         self.labels: OrderedDict[str, dict] = OrderedDict()
         self.events: deque[tuple[int, str, dict]] = deque(maxlen=EVENTS_KEPT)
         self.seq = 0
@@ -135,7 +137,7 @@ class Feed:
             if topic == self.config.windows_topic:
                 window = codec.decode_window(record.value, record.key, record.headers, self.raw_shape())
                 with self.lock:
-                    _bounded_put(self.values, window.id, (self._stream_key(window.stream), window.raw),
+                    _bounded_put(self.values, window.id, (self._stream_key(window.stream), window.raw, window.ts),
                                  self.config.max_windows)
                 return
             message = codec.load_json_object(record.value or b"")
@@ -172,7 +174,7 @@ class Feed:
         row.update(last_score=m.get("score"), threshold=m.get("threshold"), threshold_mode=m.get("threshold_mode"),
                    model_version=m.get("model_version"), last_at=m.get("scored_at"))
         recent = self.recent.setdefault(m["stream"], deque(maxlen=self.config.recent))
-        recent.appendleft({k: m.get(k) for k in ("id", "stream", "score", "threshold", "is_anomaly", "scored_at",
+        recent.appendleft({k: m.get(k) for k in ("id", "stream", "ts", "score", "threshold", "is_anomaly", "scored_at",
                                                  "model_version")})
         self._emit("stream", dict(row))
 
@@ -220,30 +222,60 @@ class Feed:
         return rows
 
     def window(self, window_id: str) -> dict | None:
-        """A flagged window (review message) or an input window's values; None if neither is kept."""
+        """A flagged window (review message) or an input window's values, with its context; None if
+        neither is kept."""
         with self.lock:
             if window_id in self.alarms:
-                return dict(self.alarms[window_id])
-            if window_id in self.values:
-                stream, raw = self.values[window_id]
+                found = dict(self.alarms[window_id])
+            elif window_id in self.values:
+                stream, raw, _ = self.values[window_id]
                 scored = next((r for r in self.recent.get(stream, ()) if r["id"] == window_id), {})
                 label = self.labels.get(window_id)
-                return {**scored, "id": window_id, "stream": stream, "values": raw, "top_segments": [],
-                        "status": _status(label), "labelled_by": label and label["labelled_by"]}
-        return None
+                found = {**scored, "id": window_id, "stream": stream, "values": raw, "top_segments": [],
+                         "status": _status(label), "labelled_by": label and label["labelled_by"]}
+            else:
+                return None
+            found["neighbours"] = self._neighbours(found)
+            found["score_context"] = self._score_context(found)
+        return found
+
+    def _neighbours(self, window: dict) -> list[dict]:
+        """The input windows of the same stream kept around `window` (NEIGHBOURS before and after, in
+        arrival order, the window itself included), as recorded: [] without --windows-topic."""
+        ids = [i for i, (stream, _, _) in self.values.items() if stream == window["stream"]]
+        if window["id"] not in ids:
+            return []
+        at = ids.index(window["id"])
+        scores = {r["id"]: r for r in self.recent.get(window["stream"], ())}
+        return [{"id": i, "ts": self.values[i][2], "values": np.asarray(self.values[i][1]).tolist(),
+                 "score": scores.get(i, {}).get("score"), "is_anomaly": scores.get(i, {}).get("is_anomaly"),
+                 "offset": n - at}
+                for n, i in enumerate(ids[max(at - NEIGHBOURS, 0):at + NEIGHBOURS + 1], start=max(at - NEIGHBOURS, 0))]
+
+    def _score_context(self, window: dict) -> dict:
+        """The score as a multiple of its threshold, and its percentile among the stream's recent scores."""
+        score, threshold = window.get("score"), window.get("threshold")
+        if not isinstance(score, (int, float)):
+            return {}
+        recent = [r["score"] for r in self.recent.get(window["stream"], ()) if isinstance(r.get("score"), (int, float))]
+        return {"ratio": score / threshold if isinstance(threshold, (int, float)) and threshold > 0 else None,
+                "percentile": 100.0 * sum(s <= score for s in recent) / len(recent) if recent else None,
+                "of": len(recent)}
 
     # ------------------------------------------------------------------ writes
-    def label(self, window: dict, label: int, user: str, timeout_s: float = 10.0) -> None:
+    def label(self, window: dict, label: int, user: str, anomaly_type: str | None = None, note: str | None = None,
+              timeout_s: float = 10.0) -> None:
         """Publish one confirmation and wait for the broker's acknowledgement."""
         value = encode_confirmation(window["id"], label, np.asarray(window["values"], dtype=np.float64), user,
                                     stream=window["stream"], model_version=window.get("model_version"),
-                                    signing_key=self.config.signing_key)
+                                    signing_key=self.config.signing_key, anomaly_type=anomaly_type, note=note)
         self._producer.send(self.config.labels_topic, key=window["stream"].encode(), value=value).get(timeout_s)
 
-    def mark_skipped(self, window_id: str) -> None:
+    def mark_unlabelled(self, window_id: str, status: str) -> None:
+        """Skipped or "not sure": nothing is published; a pending alarm shows it until a label comes."""
         with self.lock:
             if window_id in self.alarms and self.alarms[window_id]["status"] == "pending":
-                self.alarms[window_id]["status"] = "skipped"
+                self.alarms[window_id]["status"] = status
 
 
 def _status(label: dict | None) -> str:
@@ -254,5 +286,5 @@ def _status(label: dict | None) -> str:
 
 def summary(alarm: dict) -> dict:
     """An alarm without its values (the list and the event stream stay small)."""
-    return {k: alarm.get(k) for k in ("id", "stream", "score", "threshold", "model_version", "scored_at", "status",
-                                      "labelled_by", "reason")}
+    return {k: alarm.get(k) for k in ("id", "stream", "ts", "score", "threshold", "model_version", "scored_at",
+                                      "status", "labelled_by", "reason")}

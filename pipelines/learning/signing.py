@@ -8,8 +8,11 @@ its values or its reviewer). It does not stop a key holder from lying, which is 
 gate also keeps a trusted set (see `gate.py`).
 
 The signature is the field ``"signature": "hmac-sha256:<hex>"`` of the confirmation's JSON.
-It covers id, stream, label, labelled_by, at, model_version and the SHA-256 of the values
-as little-endian float32 (flat), so the values' JSON spelling and nesting do not matter.
+It covers id, stream, label, labelled_by, at, model_version, the SHA-256 of the values
+as little-endian float32 (flat), so the values' JSON spelling and nesting do not matter,
+and anomaly_type and note when present (absent, they leave the covered bytes as they were
+before these fields existed, so older signatures still verify; adding or removing one breaks
+the signature).
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ import numpy as np
 #: environment variable holding the key itself (the --signing-key file wins over it)
 KEY_ENV = "AGAD_LABELS_SIGNING_KEY"
 PREFIX = "hmac-sha256:"
-SIGNED_FIELDS = ("id", "stream", "label", "labelled_by", "at", "model_version")
+SIGNED_FIELDS = ("id", "stream", "label", "labelled_by", "at", "model_version", "anomaly_type", "note")
+#: signed fields covered only when the confirmation carries them
+OPTIONAL_SIGNED_FIELDS = ("anomaly_type", "note")
 #: shortest key accepted, in bytes
 MIN_KEY_BYTES = 16
 
@@ -52,7 +57,8 @@ def load_key(path: str | Path | None = None) -> bytes | None:
 def canonical(message: dict) -> bytes:
     """The bytes a signature covers (see the module docstring)."""
     values = np.asarray(message["values"], dtype="<f4").ravel()
-    fields = {name: message.get(name) for name in SIGNED_FIELDS}
+    fields = {name: message.get(name) for name in SIGNED_FIELDS
+              if name not in OPTIONAL_SIGNED_FIELDS or message.get(name) is not None}
     fields["model_version"] = None if fields["model_version"] is None else str(fields["model_version"])
     fields["id"] = str(fields["id"])
     fields["values_sha256"] = hashlib.sha256(values.tobytes()).hexdigest()

@@ -5,7 +5,8 @@ by its source (topic/partition/offset), so a message consumed again after a cras
 stored once; ``windows`` holds the latest label of each window id (the last one wins),
 its values, the model version that flagged it, and its split; ``trusted_anomalies`` keeps
 a copy of every confirmed anomaly a promoted version was built on, which a later label
-cannot change (the gate's trusted set). A window's split
+cannot change (the gate's trusted set). A confirmation's optional ``anomaly_type`` and
+``note`` are kept in both tables (columns added to a store made before them). A window's split
 (``train`` or ``validation``) comes from a hash of its id and the store's fixed holdout
 share, so the validation set never leaks into training, whatever the order of arrival.
 The caller commits Kafka offsets only after `add` returned: the transaction is on disk.
@@ -30,14 +31,16 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS confirmations (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL, stream TEXT, label INTEGER NOT NULL, labelled_by TEXT NOT NULL, at TEXT NOT NULL,
-    model_version TEXT, source TEXT NOT NULL UNIQUE, received_at REAL NOT NULL);
+    model_version TEXT, source TEXT NOT NULL UNIQUE, received_at REAL NOT NULL, anomaly_type TEXT, note TEXT);
 CREATE TABLE IF NOT EXISTS windows (
     id TEXT PRIMARY KEY, stream TEXT, label INTEGER NOT NULL, shape TEXT NOT NULL, data BLOB NOT NULL,
-    model_version TEXT, split TEXT NOT NULL, seq INTEGER NOT NULL);
+    model_version TEXT, split TEXT NOT NULL, seq INTEGER NOT NULL, anomaly_type TEXT, note TEXT);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS trusted_anomalies (
     id TEXT PRIMARY KEY, shape TEXT NOT NULL, data BLOB NOT NULL, version INTEGER NOT NULL);
 """
+#: nullable columns added after the first stores were made: (table, column) added when missing
+ADDED_COLUMNS = [(table, column) for table in ("confirmations", "windows") for column in ("anomaly_type", "note")]
 
 
 def split_of(window_id: str, holdout: float) -> str:
@@ -67,6 +70,7 @@ class LabelStore:
             if problems != ["ok"]:
                 raise sqlite3.DatabaseError("; ".join(problems[:3]))
             self.db.executescript(SCHEMA)
+            self._add_missing_columns()
         except sqlite3.DatabaseError as error:
             self.db.close()
             if isinstance(error, sqlite3.OperationalError):  # locked, read-only, disk full: not the file's content
@@ -88,6 +92,12 @@ class LabelStore:
     def close(self) -> None:
         self.db.close()
 
+    def _add_missing_columns(self) -> None:
+        """Migrate a store made before ADDED_COLUMNS existed (its rows get NULL there)."""
+        for table, column in ADDED_COLUMNS:
+            if column not in {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}:
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
+
     def _state(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
@@ -102,19 +112,21 @@ class LabelStore:
             for c, source in confirmations:
                 cursor = self.db.execute(
                     "INSERT OR IGNORE INTO confirmations (id, stream, label, labelled_by, at, model_version, source,"
-                    " received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (c.id, c.stream, c.label, c.labelled_by, c.at, c.model_version, source, now))
+                    " received_at, anomaly_type, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (c.id, c.stream, c.label, c.labelled_by, c.at, c.model_version, source, now, c.anomaly_type,
+                     c.note))
                 if not cursor.rowcount:
                     continue
                 added += 1
                 values = np.ascontiguousarray(c.values, dtype="<f4")
                 self.db.execute(
-                    "INSERT INTO windows (id, stream, label, shape, data, model_version, split, seq)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET stream = excluded.stream,"
+                    "INSERT INTO windows (id, stream, label, shape, data, model_version, split, seq, anomaly_type, note)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET stream = excluded.stream,"
                     " label = excluded.label, shape = excluded.shape, data = excluded.data,"
-                    " model_version = COALESCE(excluded.model_version, windows.model_version), seq = excluded.seq",
+                    " model_version = COALESCE(excluded.model_version, windows.model_version), seq = excluded.seq,"
+                    " anomaly_type = excluded.anomaly_type, note = excluded.note",
                     (c.id, c.stream, c.label, ",".join(map(str, values.shape)), values.tobytes(), c.model_version,
-                     split_of(c.id, self.holdout), cursor.lastrowid))
+                     split_of(c.id, self.holdout), cursor.lastrowid, c.anomaly_type, c.note))
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -153,9 +165,10 @@ class LabelStore:
                                " HAVING COUNT(DISTINCT label) > 1)").fetchone()[0]
 
     def history(self, window_id: str) -> list[dict]:
-        rows = self.db.execute("SELECT label, labelled_by, at, model_version, source FROM confirmations"
-                               " WHERE id = ? ORDER BY seq", (window_id,)).fetchall()
-        return [dict(zip(("label", "labelled_by", "at", "model_version", "source"), row)) for row in rows]
+        names = ("label", "labelled_by", "at", "model_version", "source", "anomaly_type", "note")
+        rows = self.db.execute(f"SELECT {', '.join(names)} FROM confirmations WHERE id = ? ORDER BY seq",
+                               (window_id,)).fetchall()
+        return [dict(zip(names, row)) for row in rows]
 
     def model_version(self, window_id: str) -> str | None:
         row = self.db.execute("SELECT model_version FROM windows WHERE id = ?", (window_id,)).fetchone()

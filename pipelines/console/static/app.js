@@ -2,7 +2,7 @@
 // an attribute set through the DOM: never innerHTML with data.
 "use strict";
 
-const state = { csrf: null, user: null, role: null, alarms: new Map(), order: [], streams: new Map(), streamOffset: 0,
+const state = { csrf: null, user: null, role: null, alarms: new Map(), order: [], streams: new Map(), streamOffset: 0, streamWanted: 0,
                 selected: null, detail: null, streamSelected: null, windowDetail: null, events: null };
 const MAX_ALARMS = 2000;
 const STREAMS_PAGE = 100;  // rows of the streams table; the server keeps at most --max-streams of them
@@ -36,6 +36,36 @@ function toast(message) {
 
 const fmt = (x, digits = 3) => (x === null || x === undefined ? "-" : Number(x).toFixed(digits));
 const when = (iso) => (iso ? String(iso).replace("T", " ").replace(/\.\d+Z?$/, "") : "-");
+
+// A window's recording time (its ts, as the producer gave it): a string as given, with the time zone it
+// names; a number as epoch seconds, in UTC.
+function recorded(ts) {
+  if (ts === null || ts === undefined) return "not given";
+  if (typeof ts === "number") return `${new Date(ts * 1000).toISOString().replace("T", " ").replace("Z", "")} UTC`;
+  return String(ts);
+}
+
+// The same ts in seconds, to place windows on a time line: null when it names no time.
+function tsSeconds(ts) {
+  if (typeof ts === "number") return ts;
+  if (typeof ts !== "string" || !ts.trim()) return null;
+  const seconds = Number(ts) || (Number(ts) === 0 ? 0 : Date.parse(ts) / 1000);
+  return Number.isFinite(seconds) ? seconds : null;
+}
+
+// A round tick spacing (1, 2 or 5 times a power of ten) giving about `count` ticks over `range`.
+function tickStep(range, count) {
+  const rough = (range || 1) / count, power = 10 ** Math.floor(Math.log10(rough));
+  return [1, 2, 5, 10].map((m) => m * power).find((s) => s >= rough);
+}
+const tickText = (value, step) => (Math.abs(value) < step * 1e-6 ? 0 : value).toFixed(Math.max(0, -Math.floor(Math.log10(step))));
+const unitOf = (axis) => (axis && axis.unit ? ` (${axis.unit})` : "");
+
+function svgText(attrs, text) {
+  const node = svg("text", attrs);
+  node.textContent = text;
+  return node;
+}
 
 async function api(path, options = {}) {
   const init = { credentials: "same-origin", headers: {} };
@@ -145,19 +175,23 @@ function visibleAlarms() {
 }
 
 function renderAlarms() {
-  const alarms = visibleAlarms();
-  $("alarm-count").textContent = String(alarms.length);
+  const alarms = visibleAlarms(), hidden = state.order.length - alarms.length;
+  $("alarm-count").textContent = `${alarms.length} alarm${alarms.length === 1 ? "" : "s"}` +
+    (hidden > 0 ? ` (filters hide ${hidden} of ${state.order.length})` : "");
   const list = $("alarm-list");
   list.replaceChildren(...alarms.slice(0, 300).map((a) => el("li", {
     class: a.id === state.selected ? "selected" : "", "data-id": a.id, onclick: () => selectAlarm(a.id),
-  }, el("span", { text: a.stream }), el("span", { class: `status-${a.status}`, text: a.status.replace("_", " ") }),
+  }, el("span", { class: "name", title: a.stream, text: a.stream }),
+     el("span", { class: `status-${a.status}`, text: a.status.replace("_", " ") }),
      el("span", { class: "sub", text: `${a.id} · score ${fmt(a.score)} > ${fmt(a.threshold)} · ${when(a.scored_at)}` }))));
   if (!state.selected && alarms.length) selectAlarm(alarms[0].id);
 }
 
 async function selectAlarm(id) {
+  const shown = state.selected === id && state.detail && state.detail.id === id;
   state.selected = id;
   for (const li of $("alarm-list").children) li.classList.toggle("selected", li.dataset.id === id);
+  if (shown) return;  // already drawn: redrawing would drop a typed type or note
   try {
     const detail = await api(`/api/window?id=${encodeURIComponent(id)}`);
     if (state.selected !== id) return;
@@ -171,21 +205,36 @@ async function selectAlarm(id) {
 
 function renderAlarmDetail() {
   const d = state.detail;
+  const types = d.anomaly_types;  // AAMI classes for ECG; free text otherwise
+  const type = types
+    ? el("select", { id: "anomaly-type", onchange: (e) => e.target.blur() }, el("option", { value: "", text: "anomaly type (optional)" }),
+      ...Object.entries(types).map(([code, name]) => el("option", { value: code, text: `${code}: ${name}` })))
+    : el("input", { id: "anomaly-type", placeholder: "anomaly type (optional)", maxlength: "64" });
+  const note = el("input", { id: "note", class: "note", placeholder: "note (optional)", maxlength: "2000" });
+  for (const input of [type, note]) input.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === "Escape") e.target.blur(); });
+  const label = el("div", { class: "actions" }, type, note);
   const buttons = el("div", { class: "actions" },
     el("button", { id: "btn-confirm", class: "confirm", onclick: () => decide("confirm") }, "Confirm anomaly ", el("kbd", { text: "c" })),
     el("button", { id: "btn-false", class: "false-alarm", onclick: () => decide("false_alarm") }, "False alarm ", el("kbd", { text: "f" })),
+    el("button", { id: "btn-unsure", onclick: () => decide("unsure") }, "Not sure ", el("kbd", { text: "u" })),
     el("button", { id: "btn-skip", onclick: () => decide("skip") }, "Skip ", el("kbd", { text: "s" })),
     el("span", { class: "muted", text: "j / k: next / previous" }));
-  $("alarm-detail").replaceChildren(...windowHeader(d), ...plot(d), buttons);
+  $("alarm-detail").replaceChildren(...windowHeader(d), ...plot(d), ...plotContext(d), label, buttons);
 }
 
 function windowHeader(d) {
-  const status = d.status === "pending" ? "pending" : `${d.status.replace("_", " ")} by ${d.labelled_by ?? "?"}`;
+  const status = d.status === "pending" ? "pending" : `${d.status.replace("_", " ")}${d.labelled_by ? ` by ${d.labelled_by}` : ""}`;
+  const context = d.score_context || {};
+  const meaning = [context.ratio !== null && context.ratio !== undefined ? `${fmt(context.ratio, 2)}× the threshold` : null,
+    context.percentile !== null && context.percentile !== undefined
+      ? `percentile ${fmt(context.percentile, 0)} among the stream's last ${context.of} scores` : null].filter(Boolean);
   const facts = el("p", { class: "facts" },
     el("span", {}, "stream ", el("b", { class: "stream-id", text: d.stream })),
-    el("span", {}, "score ", el("b", { text: fmt(d.score) }), " / threshold ", el("b", { text: fmt(d.threshold) })),
+    el("span", {}, "score ", el("b", { text: fmt(d.score) }), " / threshold ", el("b", { text: fmt(d.threshold) }),
+      meaning.length ? el("span", { class: "score-meaning", text: ` = ${meaning.join(", ")}` }) : ""),
     el("span", {}, "model ", el("b", { text: String(d.model_version ?? "-") })),
-    el("span", {}, "scored ", el("b", { text: when(d.scored_at) })),
+    el("span", {}, "recorded ", el("b", { class: "recorded-at", text: recorded(d.ts) })),
+    el("span", {}, "scored ", el("b", { class: "scored-at", text: `${when(d.scored_at)} UTC` })),
     el("span", {}, "status ", el("b", { class: `status-${d.status} window-status`, text: status })));
   const parts = [el("h2", { text: d.id }), facts];
   if (d.reason) parts.push(el("p", { class: "error", text: d.reason }));
@@ -196,15 +245,18 @@ function windowHeader(d) {
 async function decide(decision) {
   const d = state.detail;
   if (!d) return;
+  const body = { id: d.id, decision, note: $("note").value || null };
+  if (decision === "confirm") body.anomaly_type = $("anomaly-type").value || null;
   try {
-    await api("/api/labels", { body: { id: d.id, decision } });
+    await api("/api/labels", { body });
   } catch (error) {
     toast(error.message);
     return;
   }
   const alarm = state.alarms.get(d.id);
-  if (decision === "skip" && alarm && alarm.status === "pending") alarm.status = "skipped";
-  if (decision !== "skip") applyLabel({ id: d.id, label: decision === "confirm" ? 1 : 0, labelled_by: state.user });
+  const unlabelled = { skip: "skipped", unsure: "unsure" }[decision];
+  if (unlabelled && alarm && alarm.status === "pending") alarm.status = unlabelled;
+  if (!unlabelled) applyLabel({ id: d.id, label: decision === "confirm" ? 1 : 0, labelled_by: state.user });
   toast(`${d.id}: ${decision.replace("_", " ")}`);
   move(1);
 }
@@ -225,41 +277,106 @@ function plot(d) {
   return shape.length === 2 ? d.input.map((_, c) => plot1d(d, c)).flat() : d.input.map((_, c) => plot2d(d, c));
 }
 
+// A 1D window on its axes: time (ms, from the sampling rate) or sample along x, amplitude in the
+// modality's unit (mV for ECG) on the window and on the residual's own scale below it.
 function plot1d(d, channel) {
   const x = d.input[channel], r = d.reconstruction[channel], res = d.residual[channel];
-  const W = 900, H = 240, RH = 90, pad = 30, n = x.length;
+  const ax = d.axes || { x: { label: "sample", step: null }, y: { label: "value" } };
+  const W = 900, H = 240, RH = 90, left = 64, right = 12, n = x.length, step = ax.x.step || 1;
+  const rTop = H + 24, bottom = rTop + RH, total = bottom + 38;
   const lo = Math.min(...x, ...r), hi = Math.max(...x, ...r), span = hi - lo || 1;
   const rmax = Math.max(...res.map(Math.abs)) || 1;
-  const px = (i) => pad + (i / Math.max(n - 1, 1)) * (W - 2 * pad);
+  const px = (i) => left + (i / Math.max(n - 1, 1)) * (W - left - right);
   const py = (v) => 10 + (1 - (v - lo) / span) * (H - 20);
-  const ry = (v) => H + 20 + RH / 2 - (v / rmax) * (RH / 2 - 4);
+  const ry = (v) => rTop + RH / 2 - (v / rmax) * (RH / 2 - 4);
   const line = (values, y) => values.map((v, i) => `${px(i).toFixed(1)},${y(v).toFixed(1)}`).join(" ");
-  const root = svg("svg", { class: "plot", viewBox: `0 0 ${W} ${H + RH + 30}`, role: "img" });
+  const root = svg("svg", { class: "plot", viewBox: `0 0 ${W} ${total}`, role: "img" });
   const segments = (d.top_segments || []).filter((s) => s.channel === channel);
   segments.forEach((s, rank) => root.append(svg("rect", {
-    class: "segment", x: px(s.start), width: Math.max(px(s.end - 1) - px(s.start), 2), y: 0, height: H + RH + 30,
+    class: "segment", x: px(s.start), width: Math.max(px(s.end - 1) - px(s.start), 2), y: 0, height: bottom,
     "fill-opacity": (0.35 - rank * 0.08).toFixed(2), "data-share": fmt(s.share, 2),
   })));
-  root.append(svg("line", { class: "axis", x1: pad, x2: W - pad, y1: ry(0), y2: ry(0) }));
+  const xStep = tickStep((n - 1) * step, 8);
+  for (let t = 0; t <= (n - 1) * step + 1e-9; t += xStep) {
+    const at = px(t / step);
+    root.append(svg("line", { class: "grid", x1: at, x2: at, y1: 0, y2: bottom }));
+    root.append(svgText({ class: "x-tick", x: at, y: bottom + 14, "text-anchor": "middle" }, tickText(t, xStep)));
+  }
+  root.append(svgText({ class: "x-title", x: (left + W - right) / 2, y: bottom + 32, "text-anchor": "middle" },
+    `${ax.x.label}${unitOf(ax.x)}`));
+  const yStep = tickStep(span, 8);
+  for (let v = Math.ceil(lo / yStep) * yStep; v <= hi + 1e-9; v += yStep) {
+    root.append(svg("line", { class: "grid", x1: left, x2: W - right, y1: py(v), y2: py(v) }));
+    root.append(svgText({ class: "y-tick", x: left - 4, y: py(v) + 4, "text-anchor": "end" }, tickText(v, yStep)));
+  }
+  root.append(svgText({ class: "y-title", transform: `translate(12 ${H / 2}) rotate(-90)`, "text-anchor": "middle" },
+    `${ax.y.label}${unitOf(ax.y)}`));
+  const rPower = 10 ** Math.floor(Math.log10(rmax)), rStep = [5, 2, 1].map((m) => m * rPower).find((s) => s <= rmax);
+  for (const v of [-rStep, 0, rStep]) {
+    root.append(svg("line", { class: v ? "grid" : "axis", x1: left, x2: W - right, y1: ry(v), y2: ry(v) }));
+    root.append(svgText({ class: "r-tick", x: left - 4, y: ry(v) + 4, "text-anchor": "end" }, tickText(v, rStep)));
+  }
   root.append(svg("polyline", { class: "signal", points: line(x, py) }));
   root.append(svg("polyline", { class: "recon", points: line(r, py) }));
   root.append(svg("polyline", { class: "residual", points: line(res, ry) }));
-  const label = svg("text", { x: pad, y: H + 14 });
-  label.textContent = `residual x − G(x), channel ${channel}`;
-  root.append(label);
+  root.append(svgText({ x: left, y: H + 16 }, `residual x − G(x)${unitOf(ax.y)}, channel ${channel}`));
   const legend = el("div", { class: "legend" }, el("span", { class: "l-signal", text: "window" }),
     el("span", { class: "l-recon", text: "reconstruction G(x)" }), el("span", { class: "l-residual", text: "residual" }),
     el("span", { class: "l-segment", text: `top segments (${segments.map((s) => fmt(100 * s.share, 0) + "%").join(", ")} of residual energy)` }));
   return [root, legend];
 }
 
+// A 2D window (log-mel patch or image) and |x − G(x)|, with what their rows and columns are. A log-mel
+// patch is drawn with its lowest band at the bottom.
 function plot2d(d, channel) {
-  const wrap = el("div", { class: "heat-pair" });
-  const image = d.input[channel], residual = d.residual[channel].map((row) => row.map(Math.abs));
-  wrap.append(canvasOf(image, (v) => [v * 255, v * 255, v * 255]));
-  wrap.append(canvasOf(residual, (v) => [255, 255 * (1 - v), 255 * (1 - v)]));
-  wrap.append(el("p", { class: "muted", text: `channel ${channel}: the window (left) and |x − G(x)| as a heat map (right)` }));
-  return wrap;
+  const ax = d.axes || { x: { label: "column" }, y: { label: "row" } };
+  const flip = (grid) => (ax.y.low_first ? [...grid].reverse() : grid);
+  const image = flip(d.input[channel]), residual = flip(d.residual[channel]).map((row) => row.map(Math.abs));
+  const rows = image.length, cols = image[0].length;
+  const xSpan = ax.x.step ? `${fmt(0, 0)}–${fmt((cols - 1) * ax.x.step, 0)}` : `0–${cols - 1}`;
+  const ySpan = ax.y.low_first ? `${rows - 1} (top) to 0 (bottom)` : `0 (top) to ${rows - 1} (bottom)`;
+  const axesText = `x: ${ax.x.label}${unitOf(ax.x)} ${xSpan}; y: ${ax.y.label} ${ySpan}`;
+  return el("div", { class: "heat-pair" },
+    canvasOf(image, (v) => [v * 255, v * 255, v * 255]), canvasOf(residual, (v) => [255, 255 * (1 - v), 255 * (1 - v)]),
+    el("p", { class: "muted axes-2d", text: `channel ${channel}: the window (left) and |x − G(x)| as a heat map (right); ${axesText}` }));
+}
+
+// The neighbouring input windows of the same stream, as recorded (channel 0), with this one marked: placed
+// at their recording times when each ts names one (so a premature beat and its compensatory pause show),
+// else side by side in arrival order.
+function plotContext(d) {
+  const near = d.neighbours || [];
+  if (!d.input || !Array.isArray(d.input[0]) || Array.isArray(d.input[0][0])) return [];  // 1D windows only
+  if (near.length < 2) {
+    return [el("p", { class: "muted context-note", text: "Neighbouring windows: none kept (the console keeps them with --windows-topic)." })];
+  }
+  const ax = d.axes || { x: { step: null }, y: {} }, timed = ax.x.unit === "ms";
+  const signals = near.map((w) => (Array.isArray(w.values[0]) ? w.values[0] : w.values));
+  const n = signals[0].length, step = ax.x.step || 1, seconds = near.map((w) => tsSeconds(w.ts));
+  const byTime = timed && seconds.every((s, k) => s !== null && (k === 0 || s > seconds[k - 1]));
+  const starts = near.map((_, k) => (byTime ? (seconds[k] - seconds[0]) * 1000 : k * n * step * 1.05));
+  const end = starts[starts.length - 1] + (n - 1) * step;
+  const W = 900, H = 130, left = 64, right = 12, bottom = H - 34;
+  const all = signals.flat(), lo = Math.min(...all), hi = Math.max(...all), span = hi - lo || 1;
+  const px = (t) => left + (t / end) * (W - left - right);
+  const py = (v) => 6 + (1 - (v - lo) / span) * (bottom - 12);
+  const root = svg("svg", { class: "plot context", viewBox: `0 0 ${W} ${H}`, role: "img" });
+  near.forEach((w, k) => {
+    const points = signals[k].map((v, i) => `${px(starts[k] + i * step).toFixed(1)},${py(v).toFixed(1)}`).join(" ");
+    root.append(svg("polyline", { class: `context-window${w.offset === 0 ? " current" : ""}${w.is_anomaly ? " flagged" : ""}`,
+                                  points, "data-id": w.id }));
+    if (byTime && k > 0) {
+      root.append(svgText({ class: "gap", x: px((starts[k - 1] + starts[k]) / 2 + ((n - 1) * step) / 2), y: bottom + 12,
+                            "text-anchor": "middle" }, `${Math.round(starts[k] - starts[k - 1])} ms`));
+    }
+  });
+  root.append(svgText({ class: "y-tick", x: left - 4, y: py(hi) + 4, "text-anchor": "end" }, fmt(hi, 2)));
+  root.append(svgText({ class: "y-tick", x: left - 4, y: py(lo) + 4, "text-anchor": "end" }, fmt(lo, 2)));
+  const order = byTime ? "at their recording times, gaps between starts in ms" : "in arrival order (their ts name no times)";
+  const caption = `${near.filter((w) => w.offset < 0).length} windows before, ${near.filter((w) => w.offset > 0).length} after ` +
+    `this one (bold), as recorded${unitOf(ax.y)}, ${order}; red: flagged`;
+  root.append(svgText({ x: left, y: H - 4 }, caption));
+  return [root];
 }
 
 function canvasOf(grid, colour) {
@@ -279,7 +396,7 @@ function canvasOf(grid, colour) {
 // One page of the streams kept by the server, by name; live updates redraw the rows on it, and a stream
 // that is not on it (a new one, or another page's) reloads the page at most once a second.
 function showStreams(page) {
-  state.streamOffset = page.streams_offset;
+  state.streamOffset = state.streamWanted = page.streams_offset;
   state.streams = new Map(page.streams.map((row) => [row.stream, row]));
   $("streams").tBodies[0].replaceChildren(...page.streams.map((row) => {
     const tr = el("tr", { onclick: () => openStream(row.stream) });
@@ -294,8 +411,12 @@ function showStreams(page) {
   $("streams-next").disabled = last >= total;
 }
 
+// Pages are counted from the one last asked for, so two quick clicks on Next move two pages, and an
+// answer overtaken by a later request is dropped.
 async function loadStreams(offset) {
-  const page = await api(`/api/streams?offset=${Math.max(0, offset)}&limit=${STREAMS_PAGE}`);
+  const wanted = state.streamWanted = Math.max(0, offset);
+  const page = await api(`/api/streams?offset=${wanted}&limit=${STREAMS_PAGE}`);
+  if (wanted !== state.streamWanted) return;
   if (!page.streams.length && page.streams_total) return loadStreams(page.streams_total - STREAMS_PAGE);  // it shrank
   showStreams(page);
 }
@@ -318,7 +439,7 @@ function updateStream(row) {
 
 let streamsTimer = null;
 function refreshStreamsSoon() {
-  if (!streamsTimer) streamsTimer = setTimeout(() => { streamsTimer = null; loadStreams(state.streamOffset).catch(() => {}); }, 1000);
+  if (!streamsTimer) streamsTimer = setTimeout(() => { streamsTimer = null; loadStreams(state.streamWanted).catch(() => {}); }, 1000);
 }
 
 let streamTimer = null;
@@ -350,7 +471,7 @@ function renderWindowDetail() {
   const d = state.windowDetail;
   const mark = el("button", { id: "btn-missed", class: "confirm", onclick: () => markMissed() }, "Mark as missed anomaly ", el("kbd", { text: "m" }));
   mark.disabled = d.status === "confirmed";
-  $("window-detail").replaceChildren(...windowHeader(d), ...plot(d), el("div", { class: "actions" }, mark));
+  $("window-detail").replaceChildren(...windowHeader(d), ...plot(d), ...plotContext(d), el("div", { class: "actions" }, mark));
 }
 
 async function markMissed() {
@@ -419,7 +540,7 @@ function showView(name) {
 function onKey(event) {
   if (event.target.closest("input, select, textarea") || event.ctrlKey || event.metaKey || event.altKey) return;
   if (!$("view-alarms").hidden) {
-    const actions = { c: () => decide("confirm"), f: () => decide("false_alarm"), s: () => decide("skip"),
+    const actions = { c: () => decide("confirm"), f: () => decide("false_alarm"), s: () => decide("skip"), u: () => decide("unsure"),
                       j: () => move(1), k: () => move(-1), ArrowDown: () => move(1), ArrowUp: () => move(-1) };
     if (actions[event.key]) { event.preventDefault(); actions[event.key](); }
   } else if (!$("view-streams").hidden && event.key === "m") {
@@ -430,11 +551,12 @@ function onKey(event) {
 document.addEventListener("DOMContentLoaded", () => {
   bindLogin();
   for (const button of $("nav").children) button.addEventListener("click", () => showView(button.dataset.view));
-  $("stream-filter").addEventListener("change", () => { state.selected = null; renderAlarms(); });
-  $("pending-only").addEventListener("change", renderAlarms);
+  // a control keeps the focus after a change, and the keys would go to it: hand them back to the page
+  $("stream-filter").addEventListener("change", (e) => { e.target.blur(); state.selected = null; renderAlarms(); });
+  $("pending-only").addEventListener("change", (e) => { e.target.blur(); renderAlarms(); });
   $("rollback").addEventListener("click", () => switchModel("/api/models/rollback", {}));
-  $("streams-prev").addEventListener("click", () => loadStreams(state.streamOffset - STREAMS_PAGE).catch((e) => toast(e.message)));
-  $("streams-next").addEventListener("click", () => loadStreams(state.streamOffset + STREAMS_PAGE).catch((e) => toast(e.message)));
+  $("streams-prev").addEventListener("click", () => loadStreams(state.streamWanted - STREAMS_PAGE).catch((e) => toast(e.message)));
+  $("streams-next").addEventListener("click", () => loadStreams(state.streamWanted + STREAMS_PAGE).catch((e) => toast(e.message)));
   document.addEventListener("keydown", onKey);
   api("/api/session").then(loggedIn).catch(showLogin);
 });
