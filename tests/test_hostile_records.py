@@ -174,7 +174,7 @@ def guarded_registry(tmp_path_factory, ecg_windows):
 
 
 def test_a_flood_of_forged_labels_cannot_switch_detection_off(guarded_registry, make_topics, ecg_windows, tmp_path,
-                                                                caplog):
+                                                                caplog, monkeypatch):
     """The attack of issue 19: every PVC of the record sent as a false alarm, plus normal beats
     scaled x30 as anomalies, all by `mallory`. The gate used to promote the candidate (FPR at
     threshold 0.350 -> 0.000) and the record's PVC recall fell from 1.000 to 0.021. Now the
@@ -201,6 +201,13 @@ def test_a_flood_of_forged_labels_cannot_switch_detection_off(guarded_registry, 
     assert entry["contradicting"]["contradicting"] > len(forged) / 2
     assert any("contradicting the current model" in r and "more than" in r for r in entry["reasons"])
     assert "contradicting the current model" in caplog.text
+    from console_support import Console, call  # the models view shows the conflicts of each retrain
+    monkeypatch.setenv("AGAD_CONSOLE_TOKEN", "t" * 32)
+    with Console("--bootstrap-servers", topics.bootstrap, "--scores-topic", topics.output, "--review-topic",
+                 topics.dlq, "--labels-topic", labels, "--model-registry", str(registry.root)) as console:
+        versions = call(console.url, "/api/models", bearer="t" * 32).body["versions"]
+    shown = {v["version"]: v["label_conflicts"] for v in versions}
+    assert shown[entry["version"]]["contradicting"] == entry["contradicting"]["contradicting"] and shown[1] is None
 
 
 def test_unsigned_and_forged_signatures_are_dead_lettered_when_signing_is_required(guarded_registry, make_topics,

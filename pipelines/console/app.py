@@ -244,8 +244,7 @@ def create_app(feed: Feed, models: Models, authenticator: Authenticator, setting
         if registry is None:
             return {"registry": None, "current": models.current_name(), "versions": []}
         return {"registry": str(registry.root), "current": registry.current_version(),
-                "versions": [{"version": v, "created": registry.path(v).stat().st_mtime, **registry.metadata(v)}
-                             for v in reversed(registry.versions())]}
+                "versions": [version_row(registry, v) for v in reversed(registry.versions())]}
 
     def switch(user: User, version: int | None) -> dict:
         if models.registry is None:
@@ -278,6 +277,18 @@ def create_app(feed: Feed, models: Models, authenticator: Authenticator, setting
         return report
 
     return app
+
+
+def version_row(registry, version: int) -> dict:
+    """A version's metadata for the models view, with when it was published (the directory's
+    time for versions published before registries stamped it) and its label conflicts."""
+    metadata = registry.metadata(version)
+    conflicts, contradicting = metadata.get("conflicts") or {}, metadata.get("contradicting") or {}
+    return {"version": version, **metadata,
+            "created": metadata.get("published_at") or registry.path(version).stat().st_mtime,
+            "label_conflicts": {"both_ways": conflicts.get("same_window"), "near_identical": conflicts.get("near_identical"),
+                                "contradicting": contradicting.get("contradicting"),
+                                "new_labels": contradicting.get("new_labels")} if conflicts or contradicting else None}
 
 
 async def json_object(request: Request) -> dict:

@@ -487,6 +487,13 @@ async function markMissed() {
 }
 
 // ---------------------------------------------------------------- models and health
+// how many of a retrain's labels disagreed with earlier ones or with the model (see gate.py)
+function conflictsText(c) {
+  if (!c) return "-";
+  return `${c.both_ways ?? 0} labelled both ways, ${c.near_identical ?? 0} near-identical, ` +
+    `${c.contradicting ?? 0} of ${c.new_labels ?? 0} new contradict the model`;
+}
+
 async function showModels() {
   const data = await api("/api/models");
   const admin = state.role === "admin";
@@ -500,6 +507,7 @@ async function showModels() {
     return el("tr", {}, el("td", { text: String(v.version) }), el("td", { text: v.version === data.current ? "current" : "" }),
       el("td", { text: String(v.decision ?? "published") }), el("td", { text: String(v.parent ?? "-") }),
       el("td", { text: fmt(figures.auroc) }), el("td", { text: fmt(figures.recall) }), el("td", { text: fmt(figures.fpr) }),
+      el("td", { class: "conflicts", text: conflictsText(v.label_conflicts) }),
       el("td", { text: new Date(v.created * 1000).toLocaleString() }), el("td", {}, action));
   }));
 }
