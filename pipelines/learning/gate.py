@@ -9,11 +9,13 @@ the validation normals, and recall at threshold on the confirmed anomalies.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from agad_stream import AGAD
+if TYPE_CHECKING:
+    from agad_stream import AGAD
 
 
 @dataclass
