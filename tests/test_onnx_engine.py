@@ -268,25 +268,35 @@ def test_the_score_command_on_the_onnx_engine_scores_kafka_windows_as_torch_does
     assert cli_main(["publish", "--model", str(model_dirs[0]), "--registry", str(registry.root)]) == 0
     batch = messages(ecg_windows, encoding="binary")
     send(topics.bootstrap, topics.input, batch)
-    scorer = subprocess.Popen(
-        [sys.executable, "-X", "importtime", "-m", "pipelines.cli", "score", "--model-registry", str(registry.root),
-         "--engine", "onnx", "--device", "cpu", "--bootstrap-servers", topics.bootstrap, "--in-topic", topics.input,
-         "--out-topic", topics.output, "--dlq-topic", topics.dlq, "--group", topics.group],
-        stderr=subprocess.PIPE, text=True, env=ENV, cwd=REPO)
-    try:
-        scored = read_topic(topics.bootstrap, topics.output, until_ids({m.id for m in batch}), timeout_s=300)
-    finally:
-        scorer.send_signal(signal.SIGTERM)
-        _, stderr = scorer.communicate(timeout=60)
+    log_path = tmp_path / "scorer.log"  # a file, not a pipe: the import report alone would fill a pipe and block
+    with open(log_path, "w") as log:
+        scorer = subprocess.Popen(
+            [sys.executable, "-X", "importtime", "-m", "pipelines.cli", "score", "--model-registry",
+             str(registry.root), "--engine", "onnx", "--device", "cpu", "--bootstrap-servers", topics.bootstrap,
+             "--in-topic", topics.input, "--out-topic", topics.output, "--dlq-topic", topics.dlq, "--group",
+             topics.group], stderr=log, env=ENV, cwd=REPO)
+        try:
+            scored = read_topic(topics.bootstrap, topics.output, until_ids({m.id for m in batch}), timeout_s=300)
+        finally:
+            scorer.send_signal(signal.SIGTERM)
+            scorer.wait(timeout=60)
+    stderr = log_path.read_text()
     assert scorer.returncode == 0, stderr[-2000:]
     modules = imported_modules(stderr)
     assert "onnxruntime" in modules and "torch" not in modules
 
-    model = AGAD.load(model_dirs[0], device="cpu")
-    expected = dict(zip((m.id for m in batch), model.score_samples(load_model_modality(model_dirs[0]).prepare(ecg_windows.X))))
+    model, modality = AGAD.load(model_dirs[0], device="cpu"), load_model_modality(model_dirs[0])
+    expected = dict(zip((m.id for m in batch), model.score_samples(modality.prepare(ecg_windows.X))))
+    failed_quality = dict(zip((m.id for m in batch), modality.quality_issues(ecg_windows.X)))
     by_id = {record.json()["id"]: record.json() for record in scored}
     ids = sorted(expected)
     assert set(by_id) == set(ids), f"{len(set(ids) - set(by_id))} windows not scored; scorer log: {stderr[-1500:]}"
     np.testing.assert_allclose([by_id[i]["score"] for i in ids], [expected[i] for i in ids], rtol=1e-4)
-    assert [by_id[i]["is_anomaly"] for i in ids] == [bool(expected[i] > model.threshold_) for i in ids]
+    # These beats trained the model, and its threshold is one calibration beat's own torch score: a tie
+    # that 1e-7 of float noise may tip either way. Decisions must agree on every other beat.
+    ties = {i for i in ids if abs(expected[i] - model.threshold_) <= 1e-5 * model.threshold_}
+    assert len(ties) <= 1
+    disagreements = [(by_id[i], expected[i], failed_quality[i]) for i in ids if i not in ties
+                     and by_id[i]["is_anomaly"] != (bool(expected[i] > model.threshold_) or failed_quality[i] is not None)]
+    assert not disagreements, disagreements[:3]
     assert all(by_id[i]["model_version"] == 1 for i in ids)
