@@ -29,6 +29,7 @@ INPUT_NAME = "x"
 #: the graph's output must match torch's G to this, relative to the reconstruction's largest value
 PARITY_TOLERANCE = 1e-5
 PROBE_BATCH = 3
+EXPORTER_LOGGERS = ("onnxscript", "onnx_ir", "torch.onnx")
 
 
 class ExportError(ValueError):
@@ -70,6 +71,8 @@ def export_generator(generator: torch.nn.Module, window_shape: tuple[int, ...], 
     """Write ``generator`` (in eval mode, on the CPU) to ``path`` as an ONNX graph with a dynamic batch."""
     generator = generator.cpu().eval()
     example = torch.zeros((2, *window_shape), dtype=torch.float32)
+    for name in EXPORTER_LOGGERS:  # their INFO lines narrate every optimiser pass
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         program = torch.onnx.export(
             generator, (example,), input_names=[INPUT_NAME], dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
