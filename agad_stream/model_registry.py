@@ -5,7 +5,8 @@ Layout::
     ROOT/versions/0001/   one model directory per version (checkpoint + whatever the
     ROOT/versions/0002/   publisher adds, e.g. a modality's preprocessing settings)
     ROOT/current          text file holding the serving version's number
-    ROOT/versions/N/metadata.json   what a publisher records about a version (parent, gate figures...)
+    ROOT/versions/N/metadata.json   when it was published (``published_at``, Unix time) and what
+                                    its publisher records about it (parent, gate figures...)
     ROOT/registry-log.jsonl         append-only log: one JSON object per decision
 
 A version directory is copied in under a temporary name, fsynced and renamed into
@@ -20,6 +21,7 @@ import json
 import os
 import shutil
 import tempfile
+import logging
 import time
 from pathlib import Path
 from typing import Callable
@@ -27,6 +29,7 @@ from typing import Callable
 VERSION_WIDTH = 4
 METADATA_FILE = "metadata.json"
 LOG_FILE = "registry-log.jsonl"
+log = logging.getLogger("agad_stream.registry")
 
 
 def fsync_dir(path: Path) -> None:
@@ -54,6 +57,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
+def is_version_number(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '²' or '١', which int() may refuse or read as another number."""
+    return text.isascii() and text.isdigit()
+
+
 def _fsync_tree(root: Path) -> None:
     for path in sorted(root.rglob("*")):
         if path.is_file():
@@ -66,15 +74,26 @@ def _fsync_tree(root: Path) -> None:
 class ModelRegistry:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+        self._reported: set[str] = set()  # stray entries already warned about: once each, not at every listing
 
     @property
     def versions_dir(self) -> Path:
         return self.root / "versions"
 
     def versions(self) -> list[int]:
+        """The version numbers present; an entry not named by ASCII digits is skipped with a warning
+        (hidden ones, the staging and removal directories, silently)."""
         if not self.versions_dir.is_dir():
             return []
-        return sorted(int(p.name) for p in self.versions_dir.iterdir() if p.is_dir() and p.name.isdigit())
+        found = []
+        for entry in self.versions_dir.iterdir():
+            if entry.is_dir() and is_version_number(entry.name):
+                found.append(int(entry.name))
+            elif not entry.name.startswith(".") and entry.name not in self._reported:
+                self._reported.add(entry.name)
+                log.warning("model registry %s: skipping %r, which is not a version directory (versions are "
+                            "directories named by ASCII digits, e.g. 0001)", self.root, entry.name)
+        return sorted(found)
 
     def path(self, version: int) -> Path:
         path = self.versions_dir / f"{version:0{VERSION_WIDTH}d}"
@@ -88,8 +107,9 @@ class ModelRegistry:
             text = (self.root / "current").read_text().strip()
         except FileNotFoundError:
             return None
-        if not text.isdigit():
-            raise ValueError(f"{self.root / 'current'} should hold a version number, found {text!r}")
+        if not is_version_number(text):
+            raise ValueError(f"{self.root / 'current'} should hold a version number (ASCII digits), found {text!r}: "
+                             f"make a version current again (agad-stream models --model-registry {self.root} promote V)")
         return int(text)
 
     def current_path(self) -> Path:
@@ -100,17 +120,18 @@ class ModelRegistry:
 
     def publish(self, model_dir: str | os.PathLike, make_current: bool = True, metadata: dict | None = None,
                 before_rename: Callable[[Path], None] | None = None) -> int:
-        """Copy ``model_dir`` in as the next version (with ``metadata``); by default it becomes
-        the current one. ``before_rename`` is called with the complete staging directory just
-        before it appears as a version (a hook for crash tests)."""
+        """Copy ``model_dir`` in as the next version (with ``metadata``, stamped ``published_at``:
+        the copy keeps the source's modification times, which say when it was trained); by
+        default it becomes the current one. ``before_rename`` is called with the complete
+        staging directory just before it appears as a version (a hook for crash tests)."""
         model_dir = Path(model_dir)
         if not model_dir.is_dir():
             raise FileNotFoundError(f"model directory {model_dir} does not exist")
         self.versions_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.versions_dir))
         shutil.copytree(model_dir, staging, dirs_exist_ok=True)
-        if metadata is not None:
-            (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True))
+        metadata = {"published_at": time.time(), **(metadata or {})}
+        (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True))
         _fsync_tree(staging)
         if before_rename is not None:
             before_rename(staging)

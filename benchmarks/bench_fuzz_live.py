@@ -3,7 +3,7 @@ real `agad-stream score` process on a private broker; then every record of the s
 dead-letter topics is checked.
 
     nice python benchmarks/bench_fuzz_live.py [--good 10000] [--bad 10000] [--big 100]
-        [--big-max-bytes 8000000] [--partitions 2] [--seed 0] [--out FILE]
+        [--big-max-bytes 8000000] [--long-keys 100] [--huge 100] [--partitions 2] [--seed 0] [--out FILE]
 
 --bad hostile messages of the 20 kinds of tests/hostile_messages.py (about one in twenty an
 "oversize" value just over the scorer's 1,000,000-byte input limit, small enough to be
@@ -11,9 +11,13 @@ dead-lettered whole) are shuffled among --good ECG windows (half JSON, half bina
 --big more "oversize" ones of 1.04 MB to --big-max-bytes (log-uniform), larger than the
 dead-letter topic's limit (the broker default, 1048588) for most of them. The input topic's
 max.message.bytes and the producer's max_request_size are raised so that they all reach the
-scorer. The scorer runs from before the first message is sent.
+scorer. --long-keys more messages carry a key of 257 bytes to 600 kB (0xff or ASCII; issue 19:
+such a key once became a score too large for the output topic and stopped the partition), and
+--huge windows of finite values so large (1e18 to 3e38) that their scores overflow. The scorer
+runs from before the first message is sent.
 
-Pass when: every good id is scored exactly once and nothing else is scored; every bad message
+Pass when: every good id (huge windows included) is scored exactly once and nothing else is
+scored; every huge window is an anomaly; every score message is strict JSON; every bad message
 is dead-lettered exactly once (matched by its source partition and offset) with the expected
 reason, its key, its original headers and its original value byte for byte, or, only for an
 oversize value too large for the dead-letter topic, a reference whose original-size and
@@ -45,8 +49,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "tests"))
 from bench_kafka_throughput import build_model, ecg_beats, unique_messages  # noqa: E402
-from hostile_messages import Hostile, hostile_message  # noqa: E402
+from hostile_messages import Hostile, hostile_message, huge_window  # noqa: E402
 from kafka_support import ScorerProcess, Topics, process_args, read_topic  # noqa: E402
+
+from pipelines.replay import Message  # noqa: E402
 
 from pipelines.streaming import codec  # noqa: E402
 from pipelines.streaming.kafka_io import (  # noqa: E402
@@ -74,6 +80,9 @@ def mixed_messages(args: argparse.Namespace, shape: tuple[int, ...]) -> tuple[li
     log_lo, log_hi = math.log(BIG_MIN_BYTES), math.log(args.big_max_bytes)
     bad += [hostile_message(rng, shape, int(math.exp(rng.uniform(log_lo, log_hi))), kind="oversize")
             for _ in range(args.big)]
+    bad += [hostile_message(rng, shape, 0, kind="oversize_key") for _ in range(args.long_keys)]
+    good += [Message(f"huge-{n}", f"huge-{n}".encode(), huge_window(rng, shape, f"huge-{n}"), [])
+             for n in range(args.huge)]
     mixed = [("good", m) for m in good] + [("bad", b) for b in bad]
     rng.shuffle(mixed)
     return mixed, bad
@@ -85,7 +94,7 @@ def produce(bootstrap: str, topic: str, mixed: list, max_request_size: int) -> t
     futures = []
     started = time.monotonic()
     for n, (kind, message) in enumerate(mixed):
-        key = message.key if kind == "good" else f"bad-{n}".encode()
+        key = message.key if kind == "good" else message.key or f"bad-{n}".encode()
         headers = list(message.headers) if kind == "good" else [*message.headers, ("fuzz-index", str(n).encode())]
         future = producer.send(topic, key=key, value=message.value, headers=headers)
         futures.append((future, kind, message, key, headers))
@@ -121,11 +130,13 @@ def check_dead_letter(record, sent: dict, dlq_limit: int) -> str | None:
     reason = record.headers.get("error", b"").split(b":")[0].decode(errors="replace")
     if reason != message.reason:
         return f"{message.kind}: reason {reason!r}, expected {message.reason!r}"
-    if record.key != key:
-        return f"{message.kind}: key {record.key!r}, expected {key!r}"
+    if record.key != key and not (record.key is None and record.headers.get("original-key-sha256")
+                                  == hashlib.sha256(key).hexdigest().encode()):
+        return f"{message.kind}: key {record.key!r:.80}, expected {key!r:.80}"
     size = len(message.value)
     if "original-size" in record.headers:  # a reference
-        if message.reason != codec.OVERSIZE or size <= dlq_limit - LIMIT_MARGIN:
+        if message.reason not in (codec.OVERSIZE, codec.OVERSIZE_KEY) or \
+                codec.record_size_bound(key, message.value, headers) <= dlq_limit - LIMIT_MARGIN:
             return f"{message.kind}: a reference for a {size}-byte value that fits the dead-letter topic"
         if record.value or record.headers["original-size"] != str(size).encode() \
                 or record.headers.get("original-sha256") != hashlib.sha256(message.value).hexdigest().encode():
@@ -139,6 +150,17 @@ def check_dead_letter(record, sent: dict, dlq_limit: int) -> str | None:
     if missing:
         return f"{message.kind}: original headers {missing} not kept"
     return None
+
+
+def strict_json(value: bytes) -> bool:
+    """Whether a strict parser (JavaScript's JSON.parse) reads `value`: no NaN or Infinity."""
+    def refuse(constant):
+        raise ValueError(constant)
+    try:
+        json.loads(value, parse_constant=refuse)
+        return True
+    except ValueError:
+        return False
 
 
 def run(args: argparse.Namespace, work: Path) -> dict:
@@ -184,6 +206,8 @@ def run(args: argparse.Namespace, work: Path) -> dict:
 
     good_ids = Counter(m.id for kind, m, *_ in sent.values() if kind == "good")
     scored = Counter(record.json()["id"] for record in scores)
+    not_strict = sum(1 for record in scores if not strict_json(record.value))
+    huge = {record.json()["id"]: record.json() for record in scores if record.json()["id"].startswith("huge-")}
     per_source = Counter((record.headers.get("source-partition"), record.headers.get("source-offset"))
                          for record in dead)
     problems = [p for p in (check_dead_letter(record, sent, dlq_limit) for record in dead) if p]
@@ -202,6 +226,9 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         "good_missing": sum(1 for i in good_ids if scored[i] == 0),
         "good_scored_twice_or_more": sum(1 for i in good_ids if scored[i] > 1),
         "unexpected_scored_ids": sorted(set(scored) - set(good_ids))[:20],
+        "scores_not_strict_json": not_strict, "huge_windows": args.huge,
+        "huge_scored_as_anomalies": sum(m["is_anomaly"] for m in huge.values()),
+        "huge_with_non_finite_score": sum(m.get("reason") == codec.NON_FINITE_SCORE for m in huge.values()),
         "dead_letters": len(dead), "dead_lettered_references": len(references),
         "dead_lettered_whole": len(dead) - len(references),
         "bad_not_dead_lettered": len(bad_sources - set(per_source)),
@@ -217,6 +244,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
 
 def passed(r: dict) -> bool:
     return (r["good_scored_once"] == r["good"] and r["good_missing"] == 0 and r["good_scored_twice_or_more"] == 0
+            and r["scores_not_strict_json"] == 0 and r["huge_scored_as_anomalies"] == r["huge_windows"]
             and not r["unexpected_scored_ids"] and r["bad_not_dead_lettered"] == 0
             and r["bad_dead_lettered_twice_or_more"] == 0 and r["dead_letters"] == r["bad"]
             and r["dead_letter_problems"] == 0 and r["scorer_alive_at_end"] and r["scorer_exit_on_sigterm"] == 0)
@@ -228,6 +256,8 @@ def main() -> int:
     parser.add_argument("--bad", type=int, default=10_000, help="hostile messages of random kinds")
     parser.add_argument("--big", type=int, default=100, help="more oversize messages, of 1.04 MB to --big-max-bytes")
     parser.add_argument("--big-max-bytes", type=int, default=8_000_000)
+    parser.add_argument("--long-keys", type=int, default=100, help="more bad messages, keyed by 257 bytes to 600 kB")
+    parser.add_argument("--huge", type=int, default=100, help="more good windows whose scores overflow")
     parser.add_argument("--partitions", type=int, default=2, help="of the input topic")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--channels", default="8,16,32", help="widths of the model trained for the run")

@@ -118,13 +118,22 @@ def read_ucr(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return values, labels
 
 
+def load_numpy_file(path: Path) -> Any:
+    """np.load without pickles; an empty, cut-off or foreign file is a ValueError naming it (np.load
+    raises EOFError for a 0-byte file, an error the command line would print as a traceback)."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"array file not found: {path}") from None
+    except (ValueError, OSError, EOFError) as e:
+        why = "it is empty (0 bytes)" if path.stat().st_size == 0 else str(e)
+        raise ValueError(f"cannot read array file {path}: {why}") from None
+
+
 def read_npy(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     """(X float32, y or None) from .npy (X only) or .npz (keys X and optional y)."""
     path = Path(path)
-    try:
-        data: Any = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise ValueError(f"cannot read array file {path}: {e}") from None
+    data: Any = load_numpy_file(path)
     if path.suffix == ".npz":
         if "X" not in data:
             raise ValueError(f"{path} has no array 'X' (found {sorted(data.files)})")

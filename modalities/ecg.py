@@ -27,6 +27,9 @@ DEFAULT_SYMBOLS: dict[str, tuple[str, str | None]] = {"atr": ("NLRej", None), "p
 _RECORD_SUFFIXES = {".hea", ".dat", ".mat", ".atr"}
 #: signal-quality checks, in the order a window's reason is chosen
 QUALITY_CHECKS = ("flatline", "clipping", "amplitude")
+#: bytes per sample of the WFDB storage formats; the FLAC-compressed ones (5xx) have no fixed size
+BYTES_PER_SAMPLE = {"8": 1, "16": 2, "24": 3, "32": 4, "61": 2, "80": 1, "160": 2, "212": 1.5, "310": 4 / 3,
+                    "311": 4 / 3}
 
 
 class ECGModality(Modality):
@@ -163,6 +166,7 @@ class ECGModality(Modality):
         """(signal [T, C] in mV at `fs`, annotation samples at `fs` or None, their symbols or None)."""
         base = str(base)
         header = wfdb.rdheader(base)
+        check_record_files(header, base)
         channels = self._lead_indices(header.sig_name, base)
         record = wfdb.rdrecord(base, channels=channels)
         signal = np.asarray(record.p_signal, dtype=np.float64)
@@ -321,6 +325,32 @@ def _take(signal: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
     if len(starts) == 0:
         return np.zeros((0, signal.shape[1], length), dtype=np.float32)
     return signal[starts[:, None] + np.arange(length)].transpose(0, 2, 1).astype(np.float32)
+
+
+def check_record_files(header: wfdb.Record, base: str) -> None:
+    """A header with a line per declared signal, and data files as long as it says: wfdb itself fails on
+    either with a TypeError or a numpy broadcasting error that names neither the file nor the cause.
+    A multi-segment header (wfdb.MultiRecord) names segment records, not data files: it is left to wfdb."""
+    if not isinstance(header, wfdb.Record):
+        return
+    described = len(header.sig_name or [])
+    if header.n_sig < 1 or described != header.n_sig:
+        raise ValueError(f"{base}.hea declares {header.n_sig} signal(s) but has {described} signal line(s): "
+                         "each signal needs one")
+    if not header.sig_len:
+        return  # no length in the header: wfdb reads what the files hold
+    files: dict[str, float] = {}
+    for name, fmt, frame in zip(header.file_name, header.fmt, header.samps_per_frame or [1] * header.n_sig):
+        files[name] = files.get(name, 0.0) + BYTES_PER_SAMPLE.get(fmt, 0.0) * (frame or 1)
+    offsets = dict(zip(header.file_name, header.byte_offset or [None] * header.n_sig))
+    for name, bytes_per_frame in files.items():
+        needed = int(offsets[name] or 0) + int(np.ceil(bytes_per_frame * header.sig_len))
+        path = Path(base).parent / name
+        if not path.is_file():
+            raise FileNotFoundError(f"record {base}: its data file {path} is missing")
+        if path.stat().st_size < needed:
+            raise ValueError(f"record {base} is truncated: {path} holds {path.stat().st_size} bytes, but its header "
+                             f"declares {header.sig_len} samples per signal ({needed} bytes)")
 
 
 def find_records(path: str | Path, records: Sequence[str] | None = None) -> list[Path]:

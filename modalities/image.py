@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .arrays import load_numpy_file
 from .base import Modality, Windows
 
 IDX_IMAGES_MAGIC = 2051  # uint8, 3 dimensions (N, H, W)
@@ -163,10 +164,7 @@ def _matching_labels_file(images_path: Path) -> Path | None:
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise ValueError(f"cannot read {path}: {e}") from None
+    data = load_numpy_file(path)
     if "X" not in data:
         raise ValueError(f"{path} has no array 'X' (found {sorted(data.files)})")
     X, y = data["X"], (np.asarray(data["y"]).reshape(-1) if "y" in data else None)

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from agad_stream import AGAD
 
 MODALITY_FILE = "modality.json"
+#: a modality's settings are a few kB: a larger file is refused unread, so a hostile one cannot exhaust memory
+MAX_MODALITY_FILE_BYTES = 1 << 20
 
 
 def save_model_dir(path: str | os.PathLike, model: AGAD, modality: Modality) -> Path:
@@ -32,7 +34,17 @@ def load_model_modality(path: str | os.PathLike) -> Modality:
     path = Path(path)
     if not (path / MODALITY_FILE).is_file():
         raise FileNotFoundError(f"{path} is not a model directory: {MODALITY_FILE} is missing")
-    return load_modality(json.loads((path / MODALITY_FILE).read_text()))
+    size = (path / MODALITY_FILE).stat().st_size
+    if size > MAX_MODALITY_FILE_BYTES:
+        raise ValueError(f"{path / MODALITY_FILE} is {size} bytes; a modality's settings take at most "
+                         f"{MAX_MODALITY_FILE_BYTES}")
+    try:
+        settings = json.loads((path / MODALITY_FILE).read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path / MODALITY_FILE} is not JSON: {error}") from None
+    if not isinstance(settings, dict):
+        raise ValueError(f"{path / MODALITY_FILE} must hold a JSON object, not {type(settings).__name__}")
+    return load_modality(settings)
 
 
 def load_model_dir(path: str | os.PathLike, device: str | None = None) -> tuple[AGAD, Modality]:

@@ -13,6 +13,7 @@ import argparse
 import csv
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,6 +163,27 @@ def relabel(modality: Modality, args: argparse.Namespace) -> Modality:
     return modality
 
 
+#: windows of at most this many values (every ECG beat, log-mel patch and image up to 64 x 64) make
+#: models so small that one CPU thread trains fastest: more threads cost more in overhead than
+#: they gain, and on a busy machine they stall each other (tests/test_core_digits.py: 31 min
+#: with torch's 2 threads on 2 busy cores)
+SMALL_WINDOW_VALUES = 4096
+
+
+def set_torch_threads(requested: int | None, window_shape: tuple[int, ...]) -> int:
+    """Apply --torch-threads (default: 1 for small windows, else torch's own choice; 0 = torch's);
+    returns the thread count in use."""
+    import torch
+
+    if requested is not None and requested < 0:
+        raise ValueError(f"--torch-threads must be >= 0, got {requested}")
+    if requested is None:
+        requested = 1 if math.prod(window_shape) <= SMALL_WINDOW_VALUES else 0
+    if requested:
+        torch.set_num_threads(requested)
+    return torch.get_num_threads()
+
+
 def set_runtime(modality: Modality, device: str, verbose: bool) -> None:
     """Progress bars and (audio) spectrogram device follow the command, not what was saved."""
     if hasattr(modality, "verbose"):
@@ -279,6 +301,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     modality.fit_quality(train.X[y == 0])  # the plausible amplitude range of the signal-quality checks
     X = modality.prepare(train.X)
     loaded = time.perf_counter()
+    threads = set_torch_threads(args.torch_threads, X.shape[1:])
     model = build_model(modality, args).fit(X, y)
     trained = time.perf_counter()
     out = save_model_dir(args.out, model, modality)
@@ -294,6 +317,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "load_seconds": loaded - started,
         "train_seconds": trained - loaded,
+        "torch_threads": threads,
     }
     (out / TRAINING_FILE).write_text(json.dumps(record, indent=2))
     print(f"trained AGAD on {record['n_normal']} normal + {record['n_labelled_anomalies']} labelled anomalous "
@@ -401,6 +425,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     timings: dict[str, float] = {}
     started = time.perf_counter()
     model, modality = load_model_dir(model_dir, device=args.device)
+    set_torch_threads(args.torch_threads, model.window_shape_)
     model.verbose = not args.quiet
     training = read_training_record(model_dir)
     relabel(modality, args)
@@ -475,6 +500,7 @@ def print_summary(report: dict[str, Any], out: Path) -> None:
 # --------------------------------------------------------------------------- score-file
 def cmd_score_file(args: argparse.Namespace) -> int:
     model, modality = load_model_dir(Path(args.model), device=args.device)
+    set_torch_threads(args.torch_threads, model.window_shape_)
     relabel(modality, args)
     set_runtime(modality, args.device, not args.quiet)
     data = Path(args.data)
@@ -497,6 +523,10 @@ def cmd_score_file(args: argparse.Namespace) -> int:
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1...")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--torch-threads", type=int,
+                        help=f"CPU threads for torch (default: 1 for windows of up to {SMALL_WINDOW_VALUES} values, "
+                             "the fastest for such small models, above all on a busy machine; else torch's own "
+                             "choice, as with 0)")
 
 
 def add_group_options(parser: argparse.ArgumentParser, test_help: str) -> None:

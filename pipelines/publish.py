@@ -20,7 +20,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("publish", help="add a model directory to a registry (hot-reloaded by `score`)",
                               description=__doc__)
     p.add_argument("--model", required=True, help="model directory written by `train`")
-    p.add_argument("--registry", required=True, help="registry directory (created if missing)")
+    p.add_argument("--model-registry", "--registry", dest="registry", required=True,
+                   help="registry directory (created if missing); --registry is the old spelling")
     p.add_argument("--no-switch", action="store_true", help="add the version without making it current")
     p.set_defaults(func=run)
 

@@ -69,9 +69,9 @@ class Answer:
 
 
 def call(url: str, path: str, body: dict | None = None, cookie: str | None = None, csrf: str | None = None,
-         bearer: str | None = None, origin: str | None = None) -> Answer:
-    """One request (POST when `body` is given) with exactly the credentials passed."""
-    headers = {"Content-Type": "application/json"} if body is not None else {}
+         bearer: str | None = None, origin: str | None = None, headers: dict | None = None) -> Answer:
+    """One request (POST when `body` is given) with exactly the credentials (and other `headers`) passed."""
+    headers = {**({"Content-Type": "application/json"} if body is not None else {}), **(headers or {})}
     for name, value in (("Cookie", cookie), ("X-CSRF-Token", csrf), ("Origin", origin),
                         ("Authorization", bearer and f"Bearer {bearer}")):
         if value:

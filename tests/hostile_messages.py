@@ -24,6 +24,8 @@ class Hostile:
     value: bytes
     headers: codec.Headers
     reason: str
+    #: the record's key, for the kinds whose key is the attack (else the sender picks one)
+    key: bytes | None = None
 
 
 def _json(message: dict) -> bytes:
@@ -116,8 +118,20 @@ def hostile_message(rng: random.Random, shape: tuple[int, ...], max_bytes: int, 
     if kind == "empty":
         return Hostile(kind, b"", rng.choice([[], [("content-type", codec.BINARY_CONTENT_TYPE.encode())]]),
                        codec.UNDECODABLE)
+    if kind == "oversize_key":  # no "stream" field: the key would be the score's stream
+        size = int(math.exp(rng.uniform(math.log(codec.MAX_ID_BYTES + 1), math.log(600_000))))
+        key = bytes([0xFF]) * size if rng.random() < 0.5 else b"k" * size
+        return Hostile(kind, _json(good), [], codec.OVERSIZE_KEY, key=key)
     assert kind == "oversize", kind
     return Hostile(kind, b"[" + b"0," * (max_bytes // 2) + b"0]", [], codec.OVERSIZE)
+
+
+def huge_window(rng: random.Random, shape: tuple[int, ...], window_id: str) -> bytes:
+    """A window of finite float32 values so large that its score overflows (NaN or infinite):
+    it must be scored, as an anomaly, in strict JSON."""
+    magnitude = rng.choice([1e18, 1e30, 3e38])
+    values = np.where(np.arange(math.prod(shape)) % 2, magnitude, -magnitude).astype(np.float32).reshape(shape)
+    return _json({"id": window_id, "values": values.tolist()})
 
 
 KINDS = ("deep_nesting", "unclosed_nesting", "not_utf8", "truncated_json", "not_an_object", "wrong_id",

@@ -19,6 +19,7 @@ from agad_stream import AGAD, ModelRegistry  # noqa: E402
 from console_support import PASSWORDS, Console, free_port, users_file  # noqa: E402
 from kafka_support import ThreadScorer, Topics, messages, read_topic, scorer_config, send, until_ids  # noqa: E402
 from modalities.image import ImageModality  # noqa: E402
+from pipelines.learning import signing  # noqa: E402
 from pipelines.model_dir import save_model_dir  # noqa: E402
 from pipelines.replay import encode_message  # noqa: E402
 from pipelines.streaming import codec  # noqa: E402
@@ -78,13 +79,15 @@ class Live:
         registry = ModelRegistry(folder / "registry")
         registry.publish(model_dir)
         metrics_port = free_port()
+        self.signing_key = b"console-test-signing-key-0123456789"
+        (folder / "labels.key").write_bytes(self.signing_key)
         self.scorer = ThreadScorer(scorer_config(self.topics, review_topic=self.review, metrics_port=metrics_port),
                                    ModelSource(registry=registry.root, device="cpu"))
         self.console = Console("--bootstrap-servers", bootstrap, "--scores-topic", self.topics.output,
                                "--review-topic", self.review, "--labels-topic", self.labels,
                                "--windows-topic", self.topics.input, "--model-registry", str(registry.root),
                                "--metrics-url", f"http://127.0.0.1:{metrics_port}/metrics",
-                               "--users", str(users_file(folder)))
+                               "--users", str(users_file(folder)), "--signing-key", str(folder / "labels.key"))
 
     def labels_received(self, count: int) -> list[dict]:
         """The labels topic once it holds `count` records (and a moment later, so extras would show)."""
@@ -150,6 +153,7 @@ def test_alarms_appear_live_and_clicks_publish_exactly_those_labels(live):
     assert {(m["id"], m["label"], m["labelled_by"], m["stream"]) for m in labels} == {
         (first, 1, "alice", "119"), (second, 0, "alice", "119")} and len(labels) == 2
     values = {m.id: np.array(json.loads(m.value)["values"]) for m in messages(live.windows)}
+    assert all(signing.verify(m, live.signing_key) is None for m in labels)  # signed, for retrain --require-signed
     for message in labels:  # the raw window, as the scorer got it, for retraining
         assert np.allclose(np.array(message["values"]).ravel(), values[message["id"]].ravel(), atol=1e-5)
         assert message["model_version"] == 1

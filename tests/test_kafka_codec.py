@@ -124,7 +124,7 @@ def test_score_message_fields():
     window = codec.Window(id="a", stream="s", ts=None, raw=window_values(), label=0)
     message = json.loads(codec.encode_score(window, 3, 2.5, 2.0, [], 1_700_000_000.25, 12.3456))
     assert message == {
-        "id": "a", "stream": "s", "model_version": 3, "score": 2.5, "threshold": 2.0, "threshold_mode": "global",
+        "id": "a", "stream": "s", "ts": None, "model_version": 3, "score": 2.5, "threshold": 2.0, "threshold_mode": "global",
         "is_anomaly": True, "label": 0, "scored_at": "2023-11-14T22:13:20.250Z", "latency_ms": 12.346, "top_segments": [],
     }
     unlabelled = codec.Window(id="b", stream=None, ts=None, raw=window_values(), label=None)
@@ -149,15 +149,15 @@ def test_a_dead_letter_that_fits_is_kept_whole():
     headers = codec.dead_letter_headers([("probe", b"p")], codec.InvalidMessage(codec.WRONG_SHAPE, "x"), "in", 0, 7)
     value = b"v" * 1000
     assert codec.fit_dead_letter(b"key", value, headers, limit=codec.record_size_bound(b"key", value, headers)) \
-        == (value, headers)
+        == (b"key", value, headers)
 
 
 def test_a_dead_letter_too_large_for_its_topic_becomes_a_reference():
     original = [("probe", b"p" * 50), ("error", b"a hostile header of the same name")]
     headers = codec.dead_letter_headers(original, codec.InvalidMessage(codec.WRONG_SHAPE, "x"), "in", 3, 7)
     value = b"v" * 5000
-    fitted_value, fitted = codec.fit_dead_letter(b"key", value, headers, limit=1000)
-    assert fitted_value == b""
+    key, fitted_value, fitted = codec.fit_dead_letter(b"key", value, headers, limit=1000)
+    assert key == b"key" and fitted_value == b""
     assert codec.record_size_bound(b"key", fitted_value, fitted) <= 1000
     assert dict(fitted) == {
         "error": b"wrong_shape: x", "source-topic": b"in", "source-partition": b"3", "source-offset": b"7",
@@ -184,3 +184,69 @@ def test_top_segments_2d_tiles_and_short_windows():
     assert best["start"] == [6, 0] and best["end"] == [8, 2] and best["energy"] == 4.0
     short = codec.top_segments(np.ones((1, 1, 3)), k=5, n_segments=8)[0]
     assert len(short) == 3 and {s["end"] - s["start"] for s in short} == {1}
+
+
+def test_a_reference_drops_a_key_too_long_to_keep():
+    key = b"\xff" * 180_000
+    error = codec.InvalidMessage(codec.OVERSIZE_KEY, "key is 180000 bytes")
+    kept_key, value, headers = codec.dead_letter(key, b"v" * 900_000, [], error, "in", 0, 5, limit=1_000_000)
+    assert kept_key is None and value == b""
+    assert dict(headers)["original-key-size"] == b"180000"
+    assert dict(headers)["original-key-sha256"] == hashlib.sha256(key).hexdigest().encode()
+    assert codec.record_size_bound(kept_key, value, headers) < 2_000
+
+
+@pytest.mark.parametrize("key", [b"\xff" * 180_000, b"k" * 600_000, b"s" * 100_000, b"s" * (codec.MAX_ID_BYTES + 1)])
+def test_a_key_over_the_bound_is_an_oversize_key(key):
+    """Issue 19: 180 kB keys stopped a partition; 2,000 keys of 100 kB made a 200 MB threshold
+    state. Refused at decoding, such a key reaches neither a score message nor the state."""
+    value = codec.encode_json_window("w1", np.zeros(4))
+    with pytest.raises(codec.InvalidMessage) as raised:
+        codec.decode_window(value, key, None, (1, 4))
+    assert raised.value.reason == codec.OVERSIZE_KEY and f"{len(key)} bytes" in str(raised.value)
+
+
+def test_stream_and_id_fields_over_the_bound_are_refused():
+    long_stream = codec.encode_json_window("w1", np.zeros(4), stream="s" * 300)
+    with pytest.raises(codec.InvalidMessage, match="'stream' is 300 bytes") as raised:
+        codec.decode_window(long_stream, b"short", None, (1, 4))
+    assert raised.value.reason == codec.OVERSIZE_KEY
+    with pytest.raises(codec.InvalidMessage, match="'id' is 1000 bytes"):
+        codec.decode_window(codec.encode_json_window("i" * 1000, np.zeros(4)), None, None, (1, 4))
+    without_stream = json.dumps({"id": "w", "values": [0, 0, 0, 0]}).encode()
+    at_bound = codec.decode_window(without_stream, b"k" * codec.MAX_ID_BYTES, None, (1, 4))
+    assert at_bound.stream == "k" * codec.MAX_ID_BYTES
+
+
+@pytest.mark.parametrize("score", [float("inf"), float("-inf"), float("nan")])
+def test_a_non_finite_score_is_a_strict_json_anomaly(score):
+    window = codec.Window(id="w", stream="s", ts=None, raw=np.zeros((1, 4), np.float32), label=None)
+    segments = [{"channel": 0, "start": 0, "end": 2, "energy": float("inf"), "share": float("nan")}]
+    value = codec.encode_score(window, 1, score, 2.0, segments, 0.0, 1.0)
+
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    message = json.loads(value, parse_constant=refuse)
+    assert message["score"] is None and message["is_anomaly"] is True
+    assert message["reason"] == codec.NON_FINITE_SCORE and message["top_segments"] == []
+
+
+def test_the_recording_time_is_copied_into_the_score():
+    window = codec.decode_window(codec.encode_json_window("w", np.zeros(4), ts="2026-12-02T03:00:00.125+01:00"),
+                                 None, None, (1, 4))
+    assert json.loads(codec.encode_score(window, 1, 0.5, 1.0, [], 0.0, 1.0))["ts"] == "2026-12-02T03:00:00.125+01:00"
+    value, headers = codec.encode_binary_window("b", np.zeros((1, 4)), ts=1764644400.5)
+    assert codec.decode_window(value, None, headers, (1, 4)).ts == "1764644400.5"
+
+
+@pytest.mark.parametrize("ts, words", [(True, "'ts' must be"), ([1, 2], "'ts' must be"), ({"a": 1}, "'ts' must be"),
+                                       ("t" * 300, "'ts' is 300 bytes")])
+def test_a_ts_that_cannot_be_copied_into_a_score_is_refused(ts, words):
+    value = json.dumps({"id": "w", "ts": ts, "values": [0, 0, 0, 0]}).encode()
+    with pytest.raises(codec.InvalidMessage, match=words) as raised:
+        codec.decode_window(value, None, None, (1, 4))
+    assert raised.value.reason == codec.UNDECODABLE
+    nan = b'{"id": "w", "ts": NaN, "values": [0, 0, 0, 0]}'
+    with pytest.raises(codec.InvalidMessage, match="finite number"):
+        codec.decode_window(nan, None, None, (1, 4))

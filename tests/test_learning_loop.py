@@ -5,7 +5,19 @@ The anomaly type is an inverted T wave (the beat after its QRS mirrored about th
 at half amplitude, as in ischaemia): a model trained on normal beats of record 119 scores it
 *lower* than normal beats, so only confirmed examples can teach it (a flat T wave would be
 caught by the scorer's flatline check instead of the model). Models are tiny and train in
-a few seconds.
+a few seconds (torch on one thread: tests/conftest.py).
+
+Why the tests that expect a promotion do not gate on FPR: the gate measures FPR at the
+model's threshold on the 20 reference validation normals, and the threshold is the largest
+score of the 8 normal windows AGAD holds out of training (the 99% quantile of 8 scores).
+Over random splits those 28 normal windows are exchangeable, so whatever the model,
+P(k or more of the 20 score above the threshold) = (20/28)(19/27)...((21-k)/(29-k)): 0.50
+for two false positives, 0.07 for seven (FPR 0.35, what a busy clean clone drew). The seed
+fixes the split, but which windows outrank the 8 still moves with every bit of the numerics
+(thread count, numpy and torch builds): over `retrain --seed` 0-9, the candidates kept from
+the first test's 40 confirmations flagged 0, 0, 1, 1, 1, 1, 2, 2, 2 and 7 of the 20 (allowed:
+1; seed 8 drew the 0.35), and seed 0's exactly 1. No pinning makes a 1-in-20 slack hold, so
+these tests check recall and AUROC, which move from 0 to 1 and from < 0.6 to > 0.9.
 """
 
 import json
@@ -14,7 +26,6 @@ import signal
 
 import numpy as np
 import pytest
-import torch
 from sklearn.metrics import roc_auc_score
 
 pytest.register_assert_rewrite("kafka_support")
@@ -43,6 +54,10 @@ T_WAVE_START = 160  # samples: the beat's T wave lies after this (R peak at 115 
 HOLDOUT = 0.3
 #: one false positive among the 20 reference validation normals
 FPR_SLACK = 0.06
+#: FPR not gated, for the tests that need a promotion (see the module docstring)
+NO_FPR_GATE = 1.0
+#: confirmed anomalies of the tests that expect a promotion
+N_CONFIRMED = 30
 
 
 def invert_t(raw: np.ndarray) -> np.ndarray:
@@ -63,13 +78,8 @@ def template(tmp_path_factory, ecg_windows):
     save_reference(registry, normal[order[:100]])
     modality = get_modality("ecg", ann="pvc")
     modality.load(ECG_SLICE)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        params = {k: v for k, v in TINY.items() if k in AGAD().get_params()}
-        model = AGAD(**params).fit(modality.prepare(load_reference(registry)[0]))
-    finally:
-        torch.set_num_threads(threads)
+    params = {k: v for k, v in TINY.items() if k in AGAD().get_params()}
+    model = AGAD(**params).fit(modality.prepare(load_reference(registry)[0]))
     registry.publish(save_model_dir(root / "v1", model, modality))
     return registry.root, normal[order[:100]], normal[order[100:]], ecg_windows.X[ecg_windows.y == 1]
 
@@ -98,10 +108,10 @@ def confirm(bootstrap: str, topic: str, prefix: str, windows: np.ndarray, label:
     return ids
 
 
-def retrain(registry: ModelRegistry, bootstrap: str, topic: str, *extra: str) -> int:
+def retrain(registry: ModelRegistry, bootstrap: str, topic: str, *extra: str, fpr_slack: float = FPR_SLACK) -> int:
     return cli_main(["retrain", "--model-registry", str(registry.root), "--bootstrap-servers", bootstrap,
                      "--labels-topic", topic, "--group", f"{topic}-retrain", "--once", "--min-new", "5",
-                     "--holdout", str(HOLDOUT), "--nice", "0", "--max-fpr-increase", str(FPR_SLACK), *extra])
+                     "--holdout", str(HOLDOUT), "--nice", "0", "--max-fpr-increase", str(fpr_slack), *extra])
 
 
 def figures(records, prefix_normal: str, prefix_anomaly: str) -> tuple[float, float]:
@@ -113,6 +123,7 @@ def figures(records, prefix_normal: str, prefix_anomaly: str) -> tuple[float, fl
     return roc_auc_score(y, scores), float(recall)
 
 
+@pytest.mark.slow
 def test_confirmations_retrain_promote_and_the_scorer_switches_then_rolls_back(registry, template, labels_topic):
     topics, labels = labels_topic
     _, reference, held, _ = template
@@ -123,7 +134,7 @@ def test_confirmations_retrain_promote_and_the_scorer_switches_then_rolls_back(r
         send(topics.bootstrap, topics.input, before)
         read_topic(topics.bootstrap, topics.output, until_ids({m.id for m in before}))
         confirm(topics.bootstrap, labels, "confirmed-inverted", invert_t(reference[:40]), 1)  # never in `held`
-        assert retrain(registry, topics.bootstrap, labels) == 0
+        assert retrain(registry, topics.bootstrap, labels, fpr_slack=NO_FPR_GATE) == 0
         entry = registry.read_log()[-1]
         assert entry["event"] == "promoted", entry["reasons"]
         assert registry.current_version() == entry["version"] == 2
@@ -160,12 +171,12 @@ def test_the_gate_rejects_a_candidate_trained_on_mislabelled_confirmations(regis
     training = [n for n, i in enumerate(ids) if split_of(i, HOLDOUT) == "train"]
     confirm(topics.bootstrap, labels, "", pvc[validation], 1, [ids[n] for n in validation])
     confirm(topics.bootstrap, labels, "", pvc[training], 0, [ids[n] for n in training])  # mislabelled
-    assert retrain(registry, topics.bootstrap, labels) == 0
+    assert retrain(registry, topics.bootstrap, labels) == 4  # refused by the gate
     entry = registry.read_log()[-1]
     assert entry["event"] == "rejected"
     assert any("recall on confirmed anomalies" in r and "worse by" in r for r in entry["reasons"]), entry["reasons"]
     assert registry.current_version() == 1 and registry.metadata(entry["version"])["decision"] == "rejected"
-    assert retrain(registry, topics.bootstrap, labels) == 0  # nothing new: no second candidate
+    assert retrain(registry, topics.bootstrap, labels) == 3  # nothing new: no second candidate
     assert len(registry.read_log()) == 1
 
 
@@ -174,7 +185,7 @@ def test_bad_confirmations_are_dead_lettered_and_good_ones_kept(registry, templa
     good = confirm(topics.bootstrap, labels, "good", template[3][:3], 1)
     bad = [b"{not json", json.dumps({"id": "x", "label": 5, "values": [0.0] * 288, "labelled_by": "a"}).encode()]
     send(topics.bootstrap, labels, [Message(f"bad-{n}", b"119", v, [("probe", b"kept")]) for n, v in enumerate(bad)])
-    assert retrain(registry, topics.bootstrap, labels, "--min-new", "100") == 0
+    assert retrain(registry, topics.bootstrap, labels, "--min-new", "100") == 3  # stored; too few to retrain
     dead = read_topic(topics.bootstrap, f"{labels}-dead", lambda records: len(records) >= 2)
     assert [r.value for r in dead] == bad
     assert dead[0].headers["error"].startswith(b"undecodable: not JSON") and dead[0].headers["probe"] == b"kept"
@@ -183,15 +194,28 @@ def test_bad_confirmations_are_dead_lettered_and_good_ones_kept(registry, templa
     assert store.counts()["confirmations"] == 3 and sorted(h for i in good for h in [store.model_version(i)]) == ["1"] * 3
 
 
+def test_a_reference_set_replaced_in_the_one_channel_shape_trains_the_next_candidate(registry, template, labels_topic,
+                                                                                     tmp_path):
+    """What wedged a new user's loop: normals saved as [N, L], then `retrain --once`."""
+    topics, labels = labels_topic
+    np.save(tmp_path / "normals.npy", template[1][:, 0])  # [100, 288]
+    assert cli_main(["models", "--model-registry", str(registry.root), "reference", "--replace",
+                     "--windows", str(tmp_path / "normals.npy")]) == 0
+    confirm(topics.bootstrap, labels, "inverted", invert_t(template[1][:10]), 1)
+    assert retrain(registry, topics.bootstrap, labels, "--init", "scratch", "--epochs", "1") in (0, 4)  # trained
+    assert registry.versions() == [1, 2] and registry.read_log()[-1]["labels"]["confirmations"] == 10
+
+
+@pytest.mark.slow  # two retrain commands started and one killed: 1-2 minutes on a busy machine
 @pytest.mark.parametrize("stage", ["training", "registry-write"])
 @pytest.mark.timeout(600)
 def test_sigkill_during_retrain_leaves_the_previous_version_and_loses_no_label(
         registry, template, labels_topic, scorer_processes, stage):
     topics, labels = labels_topic
-    ids = confirm(topics.bootstrap, labels, "inverted", invert_t(template[1][:30]), 1)
+    ids = confirm(topics.bootstrap, labels, "inverted", invert_t(template[1][:N_CONFIRMED]), 1)
     args = ["--model-registry", str(registry.root), "--bootstrap-servers", topics.bootstrap, "--labels-topic", labels,
             "--group", f"{labels}-retrain", "--once", "--min-new", "5", "--holdout", str(HOLDOUT),
-            "--max-fpr-increase", str(FPR_SLACK), "--init", "scratch"]   # one candidate: the crash is the point here
+            "--max-fpr-increase", str(NO_FPR_GATE), "--init", "scratch"]  # one candidate: the crash is the point here
     job = scorer_processes(args, command="retrain", env={PAUSE_ENV: stage})
     job.wait_for(f"event=test_pause stage={stage}", timeout_s=240)
     job.process.send_signal(signal.SIGKILL)
@@ -208,15 +232,40 @@ def test_sigkill_during_retrain_leaves_the_previous_version_and_loses_no_label(
     assert sorted(store.windows("train").ids + store.windows("validation").ids) == sorted(ids)
 
 
+@pytest.mark.slow
 def test_the_long_lived_job_retrains_when_due_and_outlives_bad_messages(registry, template, labels_topic,
                                                                          scorer_processes):
+    """--min-new is every confirmation sent: the job retrains on all of them, however the
+    broker and a busy machine split their arrival."""
     topics, labels = labels_topic
     job = scorer_processes(["--model-registry", str(registry.root), "--bootstrap-servers", topics.bootstrap,
                             "--labels-topic", labels, "--group", f"{labels}-retrain", "--every", "1s",
-                            "--min-new", "5", "--holdout", str(HOLDOUT), "--max-fpr-increase", str(FPR_SLACK)],
-                           command="retrain")
+                            "--min-new", str(N_CONFIRMED), "--holdout", str(HOLDOUT),
+                            "--max-fpr-increase", str(NO_FPR_GATE)], command="retrain")
     send(topics.bootstrap, labels, [Message("bad", b"119", b"{not json", [])])
     job.wait_for("event=dead_letter")
-    confirm(topics.bootstrap, labels, "inverted", invert_t(template[1][:30]), 1)
+    confirm(topics.bootstrap, labels, "inverted", invert_t(template[1][:N_CONFIRMED]), 1)
     job.wait_for("event=promoted", timeout_s=150)
     assert job.process.poll() is None and registry.current_version() == 2
+    labels_used = registry.metadata(2)["labels"]
+    assert labels_used["train_anomalies"] + labels_used["validation_anomalies"] == N_CONFIRMED
+
+
+@pytest.mark.slow
+def test_relabelling_the_anomalies_a_promoted_version_learned_is_refused(registry, template, labels_topic):
+    """Issue 19: the gate's validation share comes from the same labels as training, so a forger
+    who relabels confirmed anomalies as false alarms can argue a blind candidate through it.
+    The anomalies version 2 was promoted on are trusted: a candidate that stops detecting them
+    is refused, whatever the new labels say (the contradiction check is switched off here)."""
+    topics, labels = labels_topic
+    _, reference, _, _ = template
+    ids = confirm(topics.bootstrap, labels, "confirmed-inverted", invert_t(reference[:40]), 1)
+    assert retrain(registry, topics.bootstrap, labels, fpr_slack=NO_FPR_GATE) == 0 and registry.current_version() == 2
+    assert LabelStore(registry.root / "labels.sqlite").trusted_anomalies().shape[0] == 40
+    confirm(topics.bootstrap, labels, "", invert_t(reference[:40]), 0, ids)  # the same windows, now "normal"
+    assert retrain(registry, topics.bootstrap, labels, "--max-contradicting-share", "1", "--init", "fine-tune") == 4
+    entry = registry.read_log()[-1]
+    assert entry["event"] == "rejected" and registry.current_version() == 2
+    assert any(r.startswith("trusted anomalies the current model detects") and "more than" in r
+               for r in entry["reasons"]), entry["reasons"]
+    assert entry["conflicts"]["same_window"] == 40

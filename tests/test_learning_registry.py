@@ -1,6 +1,7 @@
 """The registry's metadata, decision log, atomic pointer and removal (the core, no Kafka)."""
 
 import json
+import time
 
 import pytest
 
@@ -16,9 +17,13 @@ def model_dir(path, text):
 
 def test_metadata_is_written_with_the_version_and_updated_atomically(tmp_path):
     registry = ModelRegistry(tmp_path / "registry")
+    before = time.time()
     version = registry.publish(model_dir(tmp_path / "a", "A"), metadata={"parent": None, "labels": 3})
-    assert registry.metadata(version) == {"parent": None, "labels": 3}
-    assert registry.update_metadata(version, decision="promoted") == {"parent": None, "labels": 3, "decision": "promoted"}
+    published = registry.metadata(version).pop("published_at")
+    assert before <= published <= time.time()
+    assert registry.metadata(version) == {"published_at": published, "parent": None, "labels": 3}
+    assert registry.update_metadata(version, decision="promoted") == {
+        "published_at": published, "parent": None, "labels": 3, "decision": "promoted"}
     assert registry.metadata(version)["decision"] == "promoted"
     assert not [p.name for p in registry.path(version).iterdir() if p.name.startswith(".")]
 
@@ -42,7 +47,7 @@ def test_a_failure_before_the_rename_leaves_no_version(tmp_path):
     registry.publish(model_dir(tmp_path / "a", "A"))
 
     def crash(staging):
-        assert json.loads((staging / "metadata.json").read_text()) == {"parent": 1}
+        assert json.loads((staging / "metadata.json").read_text())["parent"] == 1
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import wfdb
 
 from pipelines.baselines import BASELINE_NAMES
@@ -108,6 +109,23 @@ def test_supervised_mode_draws_gamma_share_of_labelled_anomalies(ecg_dir, tmp_pa
                  "--gamma", "0.1", "--max-train-windows", "45", "--out", str(out), *TINY]) == 0
     training = json.loads((out / "training.json").read_text())
     assert (training["n_normal"], training["n_labelled_anomalies"]) == (45, 5)
+
+
+def test_train_runs_a_small_model_on_one_thread_unless_told_otherwise(ecg_dir, tmp_path, capsys):
+    """torch starts with a thread per core, many times slower for a model this small on a busy machine."""
+    threads = torch.get_num_threads()
+    train = ["train", "--modality", "ecg", "--data", str(ecg_dir), "--ann", "pvc", "--train-records", "119a",
+             "--max-train-windows", "45", *TINY]
+    try:
+        torch.set_num_threads(2)
+        for extra, expected in (([], 1), (["--torch-threads", "2"], 2)):
+            out = tmp_path / f"model-{expected}"
+            assert main([*train, "--out", str(out), *extra]) == 0
+            assert json.loads((out / "training.json").read_text())["torch_threads"] == expected
+        assert "--torch-threads must be >= 0, got -1" in run_error([*train, "--out", str(tmp_path / "m"),
+                                                                    "--torch-threads", "-1"], capsys)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_audio_round_trip_reports_clip_level(machine_dir, tmp_path):

@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipelines.console.auth import Authenticator, RateLimiter, Session, Sessions, User, csrf_ok
+from pipelines.console.auth import Authenticator, PasswordTooLong, RateLimiter, Session, Sessions, User, csrf_ok
 from pipelines.console.explain import Models, explain
-from pipelines.console.feed import Feed
+from pipelines.console.feed import STREAMS_PAGE, Feed
 from pipelines.learning.models import rollback_target, switch_to
 from pipelines.streaming.metrics import log_event
 
@@ -32,6 +32,7 @@ log = logging.getLogger("agad_stream.console")
 STATIC = Path(__file__).parent / "static"
 COOKIE = "agad_console_session"
 LOGIN_RATE, LOGIN_BURST = 0.2, 10.0
+MAX_STREAMS_PAGE = 500
 DECISIONS = {"confirm": 1, "false_alarm": 0, "missed": 1, "skip": None}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -106,7 +107,9 @@ def create_app(feed: Feed, models: Models, authenticator: Authenticator, setting
 
     @app.post("/api/login")
     async def login(request: Request) -> JSONResponse:
-        if not login_limiter.allow(request.client.host if request.client else "?"):
+        client = request.client.host if request.client else "?"  # a proxy's forwarded address only if trusted
+        if not login_limiter.allow(client):
+            log_event(log, "console_login_refused", logging.WARNING, client=printable(client), why="rate limit")
             raise HTTPException(429, "too many login attempts; wait a minute")
         if request.headers.get("content-type", "").split(";")[0] != "application/json":
             raise HTTPException(415, "send JSON")  # a cross-site form cannot, without a CORS preflight
@@ -114,13 +117,19 @@ def create_app(feed: Feed, models: Models, authenticator: Authenticator, setting
         if body.get("token"):
             user = authenticator.bearer(str(body["token"]))
         else:
-            user = await asyncio.to_thread(authenticator.password, str(body.get("username", "")),
-                                           str(body.get("password", "")))
+            try:
+                user = await asyncio.to_thread(authenticator.password, str(body.get("username", "")),
+                                               str(body.get("password", "")))
+            except PasswordTooLong as error:
+                log_event(log, "console_login_failed", logging.WARNING, user=printable(body.get("username")),
+                          client=printable(client), why="password too long")
+                raise HTTPException(400, str(error)) from None
         if user is None:
-            log_event(log, "console_login_failed", logging.WARNING, user=printable(body.get("username", "token")))
+            log_event(log, "console_login_failed", logging.WARNING, user=printable(body.get("username", "token")),
+                      client=printable(client))
             raise HTTPException(401, "wrong user name, password or token")
         sid, session = sessions.create(user)
-        log_event(log, "console_login", user=user.name, role=user.role)
+        log_event(log, "console_login", user=user.name, role=user.role, client=printable(client))
         response = JSONResponse({"user": user.name, "role": user.role, "csrf": session.csrf})
         response.set_cookie(COOKIE, sid, httponly=True, secure=settings.secure_cookie, samesite="strict",
                             max_age=int(sessions.ttl_s), path="/")
@@ -142,6 +151,11 @@ def create_app(feed: Feed, models: Models, authenticator: Authenticator, setting
     @app.get("/api/state")
     def state(user: User = Depends(reader)) -> dict:
         return feed.snapshot()
+
+    @app.get("/api/streams")
+    def streams(offset: int = Query(0, ge=0), limit: int = Query(STREAMS_PAGE, ge=1, le=MAX_STREAMS_PAGE),
+                user: User = Depends(reader)) -> dict:
+        return feed.streams_page(offset, limit)
 
     @app.get("/api/stream-windows")
     def stream_windows(stream: str, user: User = Depends(reader)) -> list[dict]:

@@ -25,6 +25,8 @@ import bcrypt
 
 ROLES = ("reviewer", "admin")
 SESSION_TTL_S = 12 * 3600
+#: bcrypt reads at most this many bytes of a password (bcrypt 5 refuses longer ones with a ValueError)
+MAX_PASSWORD_BYTES = 72
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,21 @@ class User:
         return self.role == "admin"
 
 
+class PasswordTooLong(ValueError):
+    """A password over bcrypt's 72 bytes: refused rather than truncated, so all of it counts."""
+
+    def __init__(self, password: str):
+        super().__init__(f"the password is {len(password.encode())} bytes in UTF-8; console passwords may be at most "
+                         f"{MAX_PASSWORD_BYTES} bytes (bcrypt's limit)")
+
+
+def check_password_length(password: str) -> None:
+    if len(password.encode()) > MAX_PASSWORD_BYTES:
+        raise PasswordTooLong(password)
+
+
 def hash_password(password: str) -> str:
+    check_password_length(password)
     return bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
 
 
@@ -73,6 +89,8 @@ class Authenticator:
         self._dummy_hash = hash_password(secrets.token_hex(8))  # same bcrypt cost for unknown names
 
     def password(self, name: str, password: str) -> User | None:
+        """Raises PasswordTooLong before any hash is checked: no stored password can be that long."""
+        check_password_length(password)
         stored, role = self.users.get(name, (self._dummy_hash, None))
         if bcrypt.checkpw(password.encode(), stored.encode()) and role is not None:
             return User(name, role)

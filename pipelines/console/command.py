@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import ipaddress
 import os
 import secrets
 import socket
@@ -26,6 +27,7 @@ from pipelines.console.app import ConsoleSettings, create_app
 from pipelines.console.auth import Authenticator, check_bind, hash_password, is_loopback, load_users
 from pipelines.console.explain import Models
 from pipelines.console.feed import Feed, FeedConfig
+from pipelines.learning import signing
 from pipelines.streaming.kafka_io import quiet_kafka_logging
 
 DEFAULT_PORT = 8765
@@ -50,11 +52,18 @@ def register(subparsers) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--allow-remote", action="store_true", help="allow a --host other than loopback")
+    p.add_argument("--signing-key", metavar="FILE",
+                   help=f"sign every confirmation with this key (default ${signing.KEY_ENV}), for retrain --require-signed")
+    p.add_argument("--trusted-proxies", default="", metavar="ADDRESSES",
+                   help="comma-separated addresses or networks of reverse proxies whose X-Forwarded-For and "
+                        "X-Forwarded-Proto are believed (default: none; the login rate limit is per client address)")
     p.add_argument("--users", help="TOML file of [users.NAME] with password (bcrypt hash) and role (reviewer|admin)")
     p.add_argument("--token-env", default=TOKEN_ENV, help=f"environment variable holding a bearer token "
                                                           f"(admin role; default {TOKEN_ENV})")
     p.add_argument("--start", choices=("earliest", "latest"), default="earliest",
                    help="read the topics from their start (default) or only new messages (labels: always all)")
+    p.add_argument("--max-streams", type=int, default=2000,
+                   help="stream keys kept in the streams view, the most recently seen (default 2000)")
     p.add_argument("--label-rate", type=float, default=5.0, help="labels per second per user, on average (default 5)")
     p.add_argument("--ssl-certfile")
     p.add_argument("--ssl-keyfile")
@@ -68,18 +77,36 @@ def build(args: argparse.Namespace) -> tuple[uvicorn.Server, Feed]:
     if missing or not (args.model_registry or args.model):
         raise ValueError(f"console needs {', '.join(missing + ['--model-registry or --model'])}")
     check_bind(args.host, args.allow_remote)
+    if args.max_streams < 1:
+        raise ValueError(f"--max-streams must be >= 1, got {args.max_streams}")
     users = load_users(args.users) if args.users else None
     authenticator = Authenticator(users, os.environ.get(args.token_env) or None)
     models = Models(registry=args.model_registry, model_dir=args.model)
     feed = Feed(FeedConfig(args.bootstrap_servers, args.scores_topic, args.review_topic, args.labels_topic,
-                           args.windows_topic, start=args.start), raw_shape=lambda: models.get().raw_shape)
+                           args.windows_topic, start=args.start, max_streams=args.max_streams,
+                           signing_key=signing.load_key(args.signing_key)),
+                raw_shape=lambda: models.get().raw_shape)
     tls = bool(args.ssl_certfile)
     settings = ConsoleSettings(secure_cookie=tls or not is_loopback(args.host), label_rate=args.label_rate,
                                metrics_url=args.metrics_url)
     app = create_app(feed, models, authenticator, settings)
+    proxies = trusted_proxies(args.trusted_proxies)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=2,
-                            ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
+                            ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
+                            proxy_headers=bool(proxies), forwarded_allow_ips=proxies)
     return uvicorn.Server(config), feed
+
+
+def trusted_proxies(text: str) -> list[str]:
+    """--trusted-proxies as checked addresses/networks. uvicorn otherwise trusts X-Forwarded-For from 127.0.0.1,
+    so any local client could claim a fresh address per request and escape the login rate limit."""
+    proxies = [part.strip() for part in text.split(",") if part.strip()]
+    for proxy in proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ValueError(f"--trusted-proxies: {proxy!r} is not an IP address or network") from None
+    return proxies
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from agad_stream import ModelRegistry
+from agad_stream.model_registry import is_version_number
 from pipelines.streaming.serving import ServedModel, load_served_model
 
 CACHED_VERSIONS = 4
@@ -51,7 +52,7 @@ class Models:
             if name != self.model_dir.name:
                 raise ValueError(f"version {name!r} is not the served model {self.model_dir.name!r}")
             return self.model_dir
-        if not name.isdigit() or int(name) not in self.registry.versions():
+        if not is_version_number(name) or int(name) not in self.registry.versions():
             raise ValueError(f"model version {name!r} is not in registry {self.registry.root}")
         return self.registry.path(int(name))
 

@@ -1,17 +1,19 @@
 """The console's view of Kafka: one thread follows the score, review, labels and (optional) windows topics.
 
-Everything kept is bounded: one row per stream key, the last `recent` scores per stream,
-the newest `max_alarms` flagged windows and the values of the newest `max_windows` input
-windows (for marking a missed anomaly). Changes are appended to an event list that the
-Server-Sent Events endpoint reads by sequence number.
+Everything kept is bounded: one row for each of the `max_streams` most recently seen stream
+keys (a key over the scorer's own limit, `codec.MAX_ID_BYTES`, shortened), the last `recent`
+scores per stream, the newest `max_alarms` flagged windows and the values of the newest
+`max_windows` input windows (for marking a missed anomaly). Changes are appended to an event
+list that the Server-Sent Events endpoint reads by sequence number.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections import OrderedDict, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from kafka import TopicPartition
@@ -24,6 +26,7 @@ from pipelines.streaming.metrics import log_event
 log = logging.getLogger("agad_stream.console")
 NO_STREAM = "(no stream)"
 EVENTS_KEPT = 2000
+STREAMS_PAGE = 100
 
 
 @dataclass
@@ -35,15 +38,32 @@ class FeedConfig:
     windows_topic: str | None = None
     start: str = "earliest"
     max_alarms: int = 2000
+    max_streams: int = 2000
     max_windows: int = 5000
     recent: int = 40
+    #: confirmations are signed with it when set (see pipelines/learning/signing.py)
+    signing_key: bytes | None = field(default=None, repr=False)
 
 
-def _bounded_put(store: OrderedDict, key, value, limit: int) -> None:
+def _bounded_put(store: OrderedDict, key, value, limit: int) -> list:
+    """Put `key` last (newest); drop the oldest entries beyond `limit` and return their keys."""
     store[key] = value
     store.move_to_end(key)
+    dropped = []
     while len(store) > limit:
-        store.popitem(last=False)
+        dropped.append(store.popitem(last=False)[0])
+    return dropped
+
+
+def short_key(key: str, limit: int = codec.MAX_ID_BYTES) -> str:
+    """`key` itself, or, over `limit` UTF-8 bytes, its start, '…' and 8 hex digits of its SHA-256 in at most
+    `limit` bytes: bounded, and still one row per key. The scorer refuses longer keys, so a key it scored
+    is never cut."""
+    encoded = key.encode("utf-8", "replace")
+    if len(encoded) <= limit:
+        return key
+    tail = f"…{hashlib.sha256(encoded).hexdigest()[:8]}"
+    return encoded[:max(limit - len(tail.encode()), 0)].decode("utf-8", "ignore") + tail
 
 
 class Feed:
@@ -52,7 +72,7 @@ class Feed:
     def __init__(self, config: FeedConfig, raw_shape=None):
         self.config = config
         self.raw_shape = raw_shape  # callable returning the raw window shape, to decode the windows topic
-        self.streams: dict[str, dict] = {}
+        self.streams: OrderedDict[str, dict] = OrderedDict()  # least recently seen first
         self.recent: dict[str, deque] = {}
         self.alarms: OrderedDict[str, dict] = OrderedDict()
         self.values: OrderedDict[str, tuple[str, np.ndarray]] = OrderedDict()
@@ -115,7 +135,7 @@ class Feed:
             if topic == self.config.windows_topic:
                 window = codec.decode_window(record.value, record.key, record.headers, self.raw_shape())
                 with self.lock:
-                    _bounded_put(self.values, window.id, (window.stream or NO_STREAM, window.raw),
+                    _bounded_put(self.values, window.id, (self._stream_key(window.stream), window.raw),
                                  self.config.max_windows)
                 return
             message = codec.load_json_object(record.value or b"")
@@ -126,7 +146,7 @@ class Feed:
             log_event(log, "feed_message_skipped", logging.WARNING, topic=topic, offset=record.offset, error="no id")
             return
         message["id"] = str(message["id"])
-        message["stream"] = str(message.get("stream") or (record.key or b"").decode("utf-8", "replace") or NO_STREAM)
+        message["stream"] = self._stream_key(str(message.get("stream") or (record.key or b"").decode("utf-8", "replace")))
         with self.lock:
             if topic == self.config.scores_topic:
                 self._on_score(message)
@@ -135,13 +155,18 @@ class Feed:
             else:
                 self._on_label(message)
 
+    def _stream_key(self, stream: str | None) -> str:
+        return short_key(stream or NO_STREAM)
+
     # ------------------------------------------------------------------ state (called with the lock held)
     def _emit(self, kind: str, payload: dict) -> None:
         self.seq += 1
         self.events.append((self.seq, kind, payload))
 
     def _on_score(self, m: dict) -> None:
-        row = self.streams.setdefault(m["stream"], {"stream": m["stream"], "windows": 0, "alarms": 0})
+        row = self.streams.get(m["stream"]) or {"stream": m["stream"], "windows": 0, "alarms": 0}
+        for dropped in _bounded_put(self.streams, m["stream"], row, self.config.max_streams):
+            self.recent.pop(dropped, None)
         row["windows"] += 1
         row["alarms"] += bool(m.get("is_anomaly"))
         row.update(last_score=m.get("score"), threshold=m.get("threshold"), threshold_mode=m.get("threshold_mode"),
@@ -170,10 +195,21 @@ class Feed:
             return [event for event in self.events if event[0] > seq]
 
     def snapshot(self) -> dict:
-        """Streams and alarms (newest first) with the event sequence number they are current at."""
+        """The first page of streams and the alarms (newest first), with the event sequence number they are
+        current at."""
         with self.lock:
-            return {"seq": self.seq, "streams": [dict(row) for row in self.streams.values()],
+            return {"seq": self.seq, **self._streams_page(0, STREAMS_PAGE),
                     "alarms": [summary(a) for a in reversed(self.alarms.values())]}
+
+    def streams_page(self, offset: int, limit: int = STREAMS_PAGE) -> dict:
+        with self.lock:
+            return self._streams_page(offset, limit)
+
+    def _streams_page(self, offset: int, limit: int) -> dict:
+        """Rows `offset` to `offset + limit` of the streams kept, by name (pages stay put as scores arrive)."""
+        names = sorted(self.streams)[offset:offset + limit]
+        return {"streams": [dict(self.streams[name]) for name in names], "streams_offset": offset,
+                "streams_total": len(self.streams), "streams_kept_max": self.config.max_streams}
 
     def recent_windows(self, stream: str) -> list[dict]:
         with self.lock:
@@ -200,7 +236,8 @@ class Feed:
     def label(self, window: dict, label: int, user: str, timeout_s: float = 10.0) -> None:
         """Publish one confirmation and wait for the broker's acknowledgement."""
         value = encode_confirmation(window["id"], label, np.asarray(window["values"], dtype=np.float64), user,
-                                    stream=window["stream"], model_version=window.get("model_version"))
+                                    stream=window["stream"], model_version=window.get("model_version"),
+                                    signing_key=self.config.signing_key)
         self._producer.send(self.config.labels_topic, key=window["stream"].encode(), value=value).get(timeout_s)
 
     def mark_skipped(self, window_id: str) -> None:

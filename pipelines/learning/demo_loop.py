@@ -83,7 +83,7 @@ def retrain(registry: Path, bootstrap_servers: str, labels_topic: str, group: st
     with open(log_path, "w") as log:
         done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
     decisions = [e for e in ModelRegistry(registry).read_log()[logged:] if e.get("event") in DECISIONS]
-    if done.returncode != 0 or not decisions:
+    if done.returncode not in (0, 4) or not decisions:  # promoted, or refused by the gate
         raise RuntimeError(f"retrain --once made no decision (exit {done.returncode}); its log ({log_path}):\n"
                            f"{log_path.read_text()[-3000:]}")
     return decisions[-1]

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from pipelines.learning.labels import decode_confirmation
+from pipelines.learning.labels import SignaturePolicy, decode_confirmation
 from pipelines.learning.store import LabelStore
 from pipelines.streaming import codec
-from pipelines.streaming.kafka_io import make_consumer, make_producer
+from pipelines.streaming.kafka_io import make_consumer, make_producer, topic_max_message_bytes
 from pipelines.streaming.metrics import log_event
 
 log = logging.getLogger("agad_stream.retrain")
@@ -37,8 +37,9 @@ class IngestStats:
 
 class LabelIngest:
     def __init__(self, bootstrap_servers: str, topic: str, dlq_topic: str, group: str, store: LabelStore,
-                 raw_shape: tuple[int, ...]):
+                 raw_shape: tuple[int, ...], signatures: SignaturePolicy | None = None):
         self.topic, self.dlq_topic, self.store, self.raw_shape = topic, dlq_topic, store, raw_shape
+        self.signatures = signatures or SignaturePolicy()
         self.consumer = make_consumer(bootstrap_servers, group_id=group, enable_auto_commit=False,
                                       auto_offset_reset="earliest", max_poll_records=500)
         partitions = self.consumer.partitions_for_topic(topic)
@@ -47,7 +48,8 @@ class LabelIngest:
             raise ValueError(f"labels topic {topic!r} does not exist on {bootstrap_servers}")
         self.partitions = [TopicPartition(topic, p) for p in sorted(partitions)]
         self.consumer.assign(self.partitions)
-        self.producer = make_producer(bootstrap_servers)
+        self.dlq_limit = topic_max_message_bytes(bootstrap_servers, dlq_topic) or codec.BROKER_DEFAULT_MAX_MESSAGE_BYTES
+        self.producer = make_producer(bootstrap_servers, batch_size=min(256 * 1024, self.dlq_limit))
 
     def drain(self, timeout_s: float = 60.0) -> IngestStats:
         """Store everything up to the topic's current end (or until `timeout_s`)."""
@@ -64,14 +66,15 @@ class LabelIngest:
         good, dead = [], []
         for record in records:
             try:
-                confirmation = decode_confirmation(record.value, record.key, self.raw_shape)
+                confirmation = decode_confirmation(record.value, record.key, self.raw_shape,
+                                                   signatures=self.signatures)
                 good.append((confirmation, f"{record.topic}/{record.partition}/{record.offset}"))
             except codec.InvalidMessage as error:
                 log_event(log, "dead_letter", logging.WARNING, partition=record.partition, offset=record.offset,
                           error=error)
-                headers = codec.dead_letter_headers(record.headers, error, record.topic, record.partition, record.offset)
-                dead.append(self.producer.send(self.dlq_topic, key=record.key, value=record.value or b"",
-                                               headers=headers))
+                key, value, headers = codec.dead_letter(record.key, record.value, record.headers, error, record.topic,
+                                                        record.partition, record.offset, self.dlq_limit)
+                dead.append(self.producer.send(self.dlq_topic, key=key, value=value, headers=headers))
         stats.stored += self.store.add(good)
         self.producer.flush(timeout=DLQ_TIMEOUT_S)
         for future in dead:

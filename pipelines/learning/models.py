@@ -3,6 +3,11 @@
 promote and rollback load a version (checksums, shapes, modality) before making it
 current, so a version that fails to load never serves. Every switch and removal is
 appended to the registry log.
+
+reference stores the normal windows every retrain trains on and the gate validates on.
+Publish version 1 first: the windows are checked against the current model's window
+shape ([N, C, L] raw windows, or [N, L] for a one-channel model). They are stored once;
+--replace stores a new set (the gate's validation set changes with it).
 """
 
 from __future__ import annotations
@@ -11,11 +16,11 @@ import argparse
 import json
 import time
 
-import numpy as np
-
 from agad_stream import ModelRegistry
+from modalities.arrays import read_npy
 from pipelines.learning.reference import DEFAULT_HOLDOUT, save_reference
 from pipelines.model_dir import load_model_dir
+from pipelines.streaming.serving import resolve_raw_shape
 
 SWITCH_EVENTS = ("promoted", "manual_promote", "rollback")
 
@@ -23,7 +28,10 @@ SWITCH_EVENTS = ("promoted", "manual_promote", "rollback")
 def switch_to(registry: ModelRegistry, version: int, event: str) -> int:
     """Make `version` current after checking that it loads; returns the previous current version."""
     load_model_dir(registry.path(version), device="cpu")
-    previous = registry.current_version()
+    try:
+        previous = registry.current_version()
+    except ValueError:  # a damaged `current` pointer: promoting a version is how it is repaired
+        previous = None
     registry.set_current(version)
     registry.append_log({"event": event, "version": version, "previous": previous})
     return previous
@@ -45,7 +53,7 @@ def register(subparsers) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model-registry", required=True, help="registry directory")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    actions.add_parser("list", help="versions, the current one marked, with their gate decision")
+    actions.add_parser("list", help="versions, the current one marked, with their publish time and gate decision")
     show = actions.add_parser("show", help="a version's metadata and its log entries")
     show.add_argument("version", type=int)
     promote = actions.add_parser("promote", help="make a version current (after checking that it loads)")
@@ -55,7 +63,11 @@ def register(subparsers) -> None:
     prune = actions.add_parser("prune", help="delete all but the newest versions (never the current one)")
     prune.add_argument("--keep", type=int, required=True)
     reference = actions.add_parser("reference", help="store the reference normal windows (once per registry)")
-    reference.add_argument("--windows", required=True, help=".npy of raw normal windows [N, *window shape]")
+    reference.add_argument("--windows", required=True,
+                           help=".npy of raw normal windows [N, C, L] in the current model's window shape "
+                                "([N, L] for one channel)")
+    reference.add_argument("--replace", action="store_true",
+                           help="replace the stored reference windows (the gate's validation set changes with them)")
     reference.add_argument("--holdout", type=float, default=DEFAULT_HOLDOUT,
                            help=f"share kept for the gate's validation set (default {DEFAULT_HOLDOUT})")
     p.set_defaults(func=run)
@@ -70,8 +82,7 @@ def run(args: argparse.Namespace) -> int:
         for version in registry.versions():
             meta = registry.metadata(version)
             figures = meta.get("candidate") or {}
-            created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(registry.path(version).stat().st_mtime))
-            print(f"{'*' if version == current else ' '} {version:4d}  {created}  {meta.get('decision', 'published'):9s}"
+            print(f"{'*' if version == current else ' '} {version:4d}  {_published(meta)}  {meta.get('decision', 'published'):9s}"
                   f"  parent={meta.get('parent', '-')}  auroc={_figure(figures.get('auroc'))}"
                   f"  recall={_figure(figures.get('recall'))}  fpr={_figure(figures.get('fpr'))}")
     elif args.action == "show":
@@ -95,9 +106,21 @@ def run(args: argparse.Namespace) -> int:
             registry.append_log({"event": "pruned", "version": version})
         print(f"removed versions {doomed or 'none'}; kept {registry.versions()}")
     else:
-        n_train, n_validation = save_reference(registry, np.load(args.windows), args.holdout)
-        print(f"stored {n_train} reference training and {n_validation} validation normal windows in {registry.root}")
+        model, modality = load_model_dir(registry.current_path(), device="cpu")
+        raw_shape = resolve_raw_shape(modality, model.window_shape_)
+        n_train, n_validation = save_reference(registry, read_npy(args.windows)[0], args.holdout, raw_shape=raw_shape,
+                                               replace=args.replace)
+        print(f"{'replaced the reference set: ' if args.replace else ''}stored {n_train} reference training and "
+              f"{n_validation} validation normal windows {list(raw_shape)} in {registry.root}")
+        if args.replace:
+            registry.append_log({"event": "reference_replaced", "train": n_train, "validation": n_validation})
     return 0
+
+
+def _published(meta: dict) -> str:
+    """When the version entered the registry (local time); '-' for one published before this was recorded."""
+    at = meta.get("published_at")
+    return "-" * 19 if at is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
 
 
 def _figure(value) -> str:

@@ -10,14 +10,23 @@ on the fixed validation set; the candidate is added to the registry either way, 
 decision, figures, parent and label counts in its metadata, becomes current only when
 promoted, and the decision is appended to the registry log.
 
+The gate also scores a trusted set that new labels cannot argue with (see `gate.py`); with
+--require-signed, only confirmations signed with the shared key (`signing.py`) are stored.
+
 It runs at lowered priority (os.nice) with --torch-threads threads, so a scorer on the same
 machine keeps its throughput. A crash at any point leaves the registry at its previous
 current version and the store intact; the labels are then simply used by the next run.
+One job per registry: a second one is refused (a lock file in the registry).
+
+Exit codes of --once: 0 promoted, 1 failed, 2 bad arguments or setup, 3 nothing to do
+(fewer than --min-new new labels), 4 the gate refused the candidate.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
+import hashlib
 import logging
 import os
 import re
@@ -33,8 +42,10 @@ from kafka.errors import KafkaError
 
 from agad_stream import ModelRegistry
 from modalities import Modality
-from pipelines.learning.gate import GateRule, decide, evaluate
+from pipelines.learning import signing
+from pipelines.learning.gate import GateRule, contradictions, decide, evaluate, near_identical_conflicts, trusted_figures
 from pipelines.learning.ingest import LabelIngest
+from pipelines.learning.labels import SignaturePolicy
 from pipelines.learning.reference import load_reference
 from pipelines.learning.store import LabelStore
 from pipelines.model_dir import load_model_dir, save_model_dir
@@ -52,6 +63,8 @@ INITS = ("auto", "fine-tune", "scratch")
 IDLE_SLEEP_S = 1.0
 #: test hook: when set to "training" or "registry-write", the job logs event=test_pause and waits there
 PAUSE_ENV = "AGAD_RETRAIN_TEST_PAUSE"
+EXIT_PROMOTED, EXIT_FAILED, EXIT_NOTHING_TO_DO, EXIT_REFUSED = 0, 1, 3, 4
+LOCK_FILE = "retrain.lock"
 
 
 @dataclass
@@ -109,7 +122,6 @@ def retrain_once(registry: ModelRegistry, store: LabelStore, config: RetrainConf
     """One retrain with gate; the log entry, or None when fewer than min_new labels are new."""
     counts = store.counts()
     if counts["new"] < config.min_new:
-        log_event(log, "not_enough_labels", new=counts["new"], min_new=config.min_new)
         return None
     parent = registry.current_version()
     current_dir = registry.current_path()
@@ -120,22 +132,36 @@ def retrain_once(registry: ModelRegistry, store: LabelStore, config: RetrainConf
     y = np.concatenate([np.zeros(len(ref_train), np.int8), train.y])
     X_val = modality.prepare(np.concatenate([ref_validation, *([validation.X] if len(validation.ids) else [])]))
     y_val = np.concatenate([np.zeros(len(ref_validation), np.int8), validation.y])
+    trusted_normals = modality.prepare(np.concatenate([ref_train, ref_validation]))
+    stored_trusted = store.trusted_anomalies()
+    trusted_anomalies = modality.prepare(stored_trusted) if len(stored_trusted) else trusted_normals[:0]
+    new = store.new_windows()
+    new_X = modality.prepare(new.X) if len(new.ids) else trusted_normals[:0]
+    contradicting = contradictions(current, new_X, new.y, trusted_normals)
+    conflicts = {"same_window": store.windows_labelled_both_ways(), "near_identical": near_identical_conflicts(
+        np.concatenate([new_X, trusted_anomalies, trusted_normals]),
+        np.concatenate([new.y, np.ones(len(trusted_anomalies), np.int8), np.zeros(len(trusted_normals), np.int8)]))}
+    log_event(log, "label_conflicts", **conflicts, contradicting_current_model=contradicting["contradicting"],
+              new_labels=contradicting["new_labels"])
 
     candidates = train_candidates(current, current_dir, X, y, config)
     figures = {init: evaluate(model, X_val, y_val) for init, model in candidates.items()}
     init = max(figures, key=lambda k: (figures[k]["auroc"] or 0.0, figures[k]["recall"] or 0.0))
     current_figures = evaluate(current, X_val, y_val)
-    promote, reasons = decide(current_figures, figures[init], config.rule)
+    trusted = trusted_figures(current, candidates[init], trusted_anomalies)
+    promote, reasons = decide(current_figures, figures[init], config.rule, trusted, contradicting)
     entry = {
         "event": "promoted" if promote else "rejected", "parent": parent, "init": init, "reasons": reasons,
         "current": current_figures, "candidate": figures[init], "rule": config.rule.to_dict(),
         "labels": {**counts, "upto_seq": max(train.upto_seq, validation.upto_seq)},
         "training_windows": {"normals": int((y == 0).sum()), "anomalies": int(y.sum())},
+        "trusted": trusted, "contradicting": contradicting, "conflicts": conflicts,
         **({"alternatives": {k: v for k, v in figures.items() if k != init}} if len(figures) > 1 else {}),
     }
     entry["version"] = publish_candidate(registry, candidates[init], modality, entry)
     if promote:
         registry.set_current(entry["version"])
+        store.trust_anomalies(entry["labels"]["upto_seq"], entry["version"])
     registry.append_log(entry)
     store.mark_trained(entry["labels"]["upto_seq"])
     log_event(log, entry["event"], version=entry["version"], parent=parent, reasons="; ".join(reasons))
@@ -162,7 +188,8 @@ def register(subparsers) -> None:
     p.add_argument("--bootstrap-servers", default="127.0.0.1:9092")
     p.add_argument("--labels-topic", required=True, help="confirmations (JSON)")
     p.add_argument("--dlq-topic", help="malformed confirmations (default LABELS_TOPIC-dead)")
-    p.add_argument("--group", default="agad-retrain", help="consumer group holding the labels topic's offsets")
+    p.add_argument("--group", help="consumer group holding the labels topic's offsets (default: agad-retrain- plus a "
+                                   "digest of the registry's path, so each registry reads the labels topic once)")
     p.add_argument("--store", help="SQLite label store (default MODEL_REGISTRY/labels.sqlite)")
     p.add_argument("--every", default="10m", help="retrain at most this often: 30s, 10m, 2h (default 10m)")
     p.add_argument("--min-new", type=int, default=20, help="retrain only when this many labels are new (default 20)")
@@ -175,6 +202,16 @@ def register(subparsers) -> None:
     p.add_argument("--max-recall-drop", type=float, default=0.0, help="gate: recall may fall by at most this (default 0)")
     p.add_argument("--min-validation-anomalies", type=int, default=3,
                    help="gate: held-out confirmed anomalies needed to promote (default 3)")
+    p.add_argument("--max-trusted-recall-drop", type=float, default=0.05,
+                   help="gate: share of the trusted anomalies the current model detects that the candidate may miss "
+                        "(default 0.05)")
+    p.add_argument("--max-contradicting-share", type=float, default=0.5,
+                   help="gate: share of new labels that may be false alarms on windows the current model scores above "
+                        "every trusted normal (default 0.5)")
+    p.add_argument("--signing-key", metavar="FILE",
+                   help=f"key of signed confirmations (default ${signing.KEY_ENV}); a bad signature is dead-lettered")
+    p.add_argument("--require-signed", action="store_true",
+                   help="dead-letter unsigned confirmations too (needs --signing-key or the variable)")
     p.add_argument("--holdout", type=float, help="share of labels kept for validation (fixed when the store is created; default 0.3)")
     p.add_argument("--nice", type=int, default=10, help="lower the job's CPU priority by this much (default 10)")
     p.add_argument("--torch-threads", type=int, default=1, help="CPU threads for training (default 1)")
@@ -185,31 +222,67 @@ def register(subparsers) -> None:
 def config_from_args(args: argparse.Namespace) -> RetrainConfig:
     if args.min_new < 1:
         raise ValueError(f"--min-new must be >= 1, got {args.min_new}")
-    rule = GateRule(args.max_auroc_drop, args.max_fpr_increase, args.max_recall_drop, args.min_validation_anomalies)
+    rule = GateRule(args.max_auroc_drop, args.max_fpr_increase, args.max_recall_drop, args.min_validation_anomalies,
+                    args.max_trusted_recall_drop, args.max_contradicting_share)
     overrides = {"epochs": args.epochs, "max_steps": None} if args.epochs else {}
     return RetrainConfig(min_new=args.min_new, init=args.init, rule=rule, overrides=overrides, seed=args.seed)
+
+
+def default_group(registry: ModelRegistry) -> str:
+    """One consumer group per registry: two registries fed by one labels topic each read all of it."""
+    return f"agad-retrain-{hashlib.sha256(str(registry.root.resolve()).encode()).hexdigest()[:12]}"
+
+
+def signature_policy(args: argparse.Namespace) -> SignaturePolicy:
+    key = signing.load_key(args.signing_key)
+    if args.require_signed and key is None:
+        raise ValueError(f"--require-signed needs the signing key: --signing-key FILE or ${signing.KEY_ENV}")
+    return SignaturePolicy(key, args.require_signed)
+
+
+def hold_registry_lock(registry: ModelRegistry):
+    """An exclusive lock on the registry's retrain lock file for the life of the process (released
+    by the kernel when it exits, however it dies); a second job is refused."""
+    registry.root.mkdir(parents=True, exist_ok=True)
+    lock = open(registry.root / LOCK_FILE, "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "another process"
+        lock.close()
+        raise ValueError(f"another retrain job ({holder}) holds {registry.root / LOCK_FILE}: run one job per registry")
+    lock.truncate(0)
+    lock.write(f"pid {os.getpid()} on {os.uname().nodename}")
+    lock.flush()
+    return lock
 
 
 def run(args: argparse.Namespace) -> int:
     quiet_kafka_logging()
     config = config_from_args(args)
     every_s = parse_duration(args.every)
+    signatures = signature_policy(args)
     import torch
 
     os.nice(args.nice)
     torch.set_num_threads(args.torch_threads)
     registry = ModelRegistry(args.model_registry)
-    load_reference(registry)  # fail now, not at the first retrain
-    store = LabelStore(args.store or registry.root / "labels.sqlite", holdout=args.holdout)
     model, modality = load_model_dir(registry.current_path(), device="cpu")
     raw_shape = resolve_raw_shape(modality, model.window_shape_)
+    load_reference(registry, raw_shape)  # fail now, not at the first retrain
+    lock = hold_registry_lock(registry)
+    store = LabelStore(args.store or registry.root / "labels.sqlite", holdout=args.holdout)
     ingest = None
     last_retrain = time.monotonic() - every_s  # the first pass may retrain at once
+    group = args.group or default_group(registry)
+    reported_new = None  # the long-lived job looks every second: it says "not enough" once per count
     try:
         while True:
             try:
                 ingest = ingest or LabelIngest(args.bootstrap_servers, args.labels_topic,
-                                               args.dlq_topic or f"{args.labels_topic}-dead", args.group, store, raw_shape)
+                                               args.dlq_topic or f"{args.labels_topic}-dead", group, store, raw_shape,
+                                               signatures)
                 stats = ingest.drain()
                 if stats.received:
                     log_event(log, "labels_ingested", **vars(stats), **store.counts())
@@ -219,20 +292,27 @@ def run(args: argparse.Namespace) -> int:
                     ingest.close()
                 ingest = None
                 if args.once:
-                    return 1
+                    return EXIT_FAILED
+            entry = None
             if args.once or time.monotonic() - last_retrain >= every_s:
                 try:
-                    if retrain_once(registry, store, config) is not None:
+                    entry = retrain_once(registry, store, config)
+                    if entry is not None:
                         last_retrain = time.monotonic()
+                    elif (new := store.counts()["new"]) != reported_new:
+                        log_event(log, "not_enough_labels", new=new, min_new=config.min_new)
+                        reported_new = new
                 except Exception as error:  # the registry is as it was and the labels stay new: retry next time
                     if args.once:
                         raise
                     log_event(log, "retrain_failed", logging.ERROR, error=repr(error), retry_in_s=every_s)
                     last_retrain = time.monotonic()
             if args.once:
-                return 0
+                return EXIT_NOTHING_TO_DO if entry is None else EXIT_PROMOTED if entry["event"] == "promoted" \
+                    else EXIT_REFUSED
             time.sleep(IDLE_SLEEP_S)
     finally:
         if ingest is not None:
             ingest.close()
         store.close()
+        lock.close()

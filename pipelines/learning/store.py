@@ -3,7 +3,9 @@
 Two tables: ``confirmations`` is the history, one row per labels-topic message, unique
 by its source (topic/partition/offset), so a message consumed again after a crash is
 stored once; ``windows`` holds the latest label of each window id (the last one wins),
-its values, the model version that flagged it, and its split. A window's split
+its values, the model version that flagged it, and its split; ``trusted_anomalies`` keeps
+a copy of every confirmed anomaly a promoted version was built on, which a later label
+cannot change (the gate's trusted set). A window's split
 (``train`` or ``validation``) comes from a hash of its id and the store's fixed holdout
 share, so the validation set never leaks into training, whatever the order of arrival.
 The caller commits Kafka offsets only after `add` returned: the transaction is on disk.
@@ -33,6 +35,8 @@ CREATE TABLE IF NOT EXISTS windows (
     id TEXT PRIMARY KEY, stream TEXT, label INTEGER NOT NULL, shape TEXT NOT NULL, data BLOB NOT NULL,
     model_version TEXT, split TEXT NOT NULL, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trusted_anomalies (
+    id TEXT PRIMARY KEY, shape TEXT NOT NULL, data BLOB NOT NULL, version INTEGER NOT NULL);
 """
 
 
@@ -56,9 +60,20 @@ class LabelStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            problems = [row[0] for row in self.db.execute("PRAGMA quick_check")]  # a damaged page shows here, not later
+            if problems != ["ok"]:
+                raise sqlite3.DatabaseError("; ".join(problems[:3]))
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as error:
+            self.db.close()
+            if isinstance(error, sqlite3.OperationalError):  # locked, read-only, disk full: not the file's content
+                raise
+            raise ValueError(f"label store {self.path} is corrupt ({error}): move it aside, with its -wal and -shm "
+                             "files, and run retrain again; the new store re-reads the labels topic only with a new "
+                             "--group (or the group's offsets reset to the earliest)") from None
         stored = self._state("holdout")
         if stored is None:
             holdout = DEFAULT_HOLDOUT if holdout is None else holdout
@@ -113,9 +128,29 @@ class LabelStore:
         rows = self.db.execute("SELECT id, label, shape, data FROM windows WHERE split = ? ORDER BY seq",
                                (split,)).fetchall()
         upto = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM confirmations").fetchone()[0]
-        X = [np.frombuffer(data, "<f4").reshape([int(n) for n in shape.split(",")]) for _, _, shape, data in rows]
-        return LabelledWindows(np.stack(X) if X else np.empty((0,), np.float32),
-                               np.array([r[1] for r in rows], np.int8), [r[0] for r in rows], upto)
+        return LabelledWindows(_stack(rows), np.array([r[1] for r in rows], np.int8), [r[0] for r in rows], upto)
+
+    def new_windows(self) -> LabelledWindows:
+        """The latest label of every window labelled since the last retrain, both splits."""
+        rows = self.db.execute("SELECT id, label, shape, data FROM windows WHERE seq > ? ORDER BY seq",
+                               (self.trained_upto,)).fetchall()
+        return LabelledWindows(_stack(rows), np.array([r[1] for r in rows], np.int8), [r[0] for r in rows],
+                               self.trained_upto)
+
+    def trust_anomalies(self, upto_seq: int, version: int) -> int:
+        """Copy the confirmed anomalies up to `upto_seq` into the trusted set (a promoted version
+        was built on them); returns how many were new to it."""
+        cursor = self.db.execute("INSERT OR IGNORE INTO trusted_anomalies SELECT id, shape, data, ? FROM windows"
+                                 " WHERE label = 1 AND seq <= ?", (version, upto_seq))
+        return cursor.rowcount
+
+    def trusted_anomalies(self) -> np.ndarray:
+        return _stack(self.db.execute("SELECT id, 1, shape, data FROM trusted_anomalies ORDER BY id").fetchall())
+
+    def windows_labelled_both_ways(self) -> int:
+        """Windows whose confirmations disagree (an anomaly and a false alarm, in any order)."""
+        return self.db.execute("SELECT COUNT(*) FROM (SELECT id FROM confirmations GROUP BY id"
+                               " HAVING COUNT(DISTINCT label) > 1)").fetchone()[0]
 
     def history(self, window_id: str) -> list[dict]:
         rows = self.db.execute("SELECT label, labelled_by, at, model_version, source FROM confirmations"
@@ -143,3 +178,9 @@ class LabelStore:
         """Labels up to `upto_seq` were used by a retrain (whatever the gate decided)."""
         self.db.execute("INSERT INTO state VALUES ('trained_upto', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                         (str(upto_seq),))
+
+
+def _stack(rows) -> np.ndarray:
+    """The windows of (id, label, shape, data) rows as one array (empty when there are none)."""
+    X = [np.frombuffer(data, "<f4").reshape([int(n) for n in shape.split(",")]) for _, _, shape, data in rows]
+    return np.stack(X) if X else np.empty((0,), np.float32)

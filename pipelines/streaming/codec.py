@@ -6,13 +6,19 @@ Input (one raw window per message, key = stream id):
   binary  value = little-endian float32 samples; headers content-type
           "application/x-float32-le", shape (e.g. "1,288") and id; ts header optional.
   Optional header label = "0" / "1" (the truth, when a replay knows it).
-Output: JSON {"id", "stream", "model_version", "score", "threshold", "threshold_mode", "is_anomaly",
+Output: JSON {"id", "stream", "ts" (the input's, as given), "model_version", "score", "threshold", "threshold_mode", "is_anomaly",
   "label" (if given), "reason" (if a signal-quality check failed, e.g. "signal_quality: flatline";
   the window is then anomalous whatever its score), "scored_at", "latency_ms", "top_segments"}.
+  A window whose score is not finite is an anomaly with "reason": "non_finite_score" and
+  "score": null. Every message is strict JSON (no NaN or Infinity).
+Keys, stream ids and window ids are at most MAX_ID_BYTES bytes: they are repeated in every
+  score message and key the per-stream state, so a longer one is a dead letter
+  (`oversize_key`, or `undecodable` for an id).
 Dead letters: the original key, value and headers plus an `error` header
   "<reason>: <detail>" and the source topic/partition/offset. A dead letter too large for
-  the dead-letter topic keeps only a reference: no value and no original headers, but
-  `original-size` and `original-sha256` of the value next to the source headers.
+  the dead-letter topic keeps only a reference: no value and no original headers (and no
+  key, if the key alone is over MAX_ID_BYTES), but `original-size` and `original-sha256`
+  of the value (and `original-key-size`, `original-key-sha256`) next to the source headers.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ MAX_JSON_DEPTH = 16
 BROKER_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
 #: an `error` header longer than this is cut: the detail may quote a hostile header
 MAX_ERROR_HEADER_BYTES = 2_000
+#: longest key, stream id or window id accepted (UTF-8 bytes)
+MAX_ID_BYTES = 256
 
 Headers = list[tuple[str, bytes]]
 
@@ -46,7 +54,13 @@ UNDECODABLE = "undecodable"
 WRONG_SHAPE = "wrong_shape"
 NON_FINITE = "non_finite"
 SCORING_FAILED = "scoring_failed"
-DEAD_LETTER_REASONS = (OVERSIZE, UNKNOWN_CONTENT_TYPE, UNDECODABLE, WRONG_SHAPE, NON_FINITE, SCORING_FAILED)
+OVERSIZE_KEY = "oversize_key"
+#: a score or review message the broker refused for good (too large for its topic, say)
+UNPUBLISHABLE = "unpublishable"
+DEAD_LETTER_REASONS = (OVERSIZE, UNKNOWN_CONTENT_TYPE, UNDECODABLE, WRONG_SHAPE, NON_FINITE, SCORING_FAILED,
+                       OVERSIZE_KEY, UNPUBLISHABLE)
+#: the `reason` of a score message whose score is NaN or infinite
+NON_FINITE_SCORE = "non_finite_score"
 
 
 class InvalidMessage(ValueError):
@@ -111,6 +125,7 @@ def _decode_window(value, key, headers, raw_shape, max_bytes) -> Window:
     content_type = _text(header(headers, "content-type"))
     content_type = JSON_CONTENT_TYPE if content_type is None else content_type.split(";")[0].strip().lower()
     label = parse_label(header(headers, "label"))
+    check_id_length("key", key)
     stream = _text(key)
     if content_type == JSON_CONTENT_TYPE:
         window_id, stream, ts, values = _parse_json(value, stream)
@@ -120,10 +135,25 @@ def _decode_window(value, key, headers, raw_shape, max_bytes) -> Window:
         raise InvalidMessage(
             UNKNOWN_CONTENT_TYPE, f"{content_type!r}; use {JSON_CONTENT_TYPE!r} or {BINARY_CONTENT_TYPE!r}"
         )
+    check_id_length("'stream'", None if stream is None else stream.encode("utf-8", "surrogatepass"))
+    check_id_length("'id'", window_id.encode("utf-8", "surrogatepass"), reason=UNDECODABLE)
     raw = fit_shape(values, raw_shape)
     if not np.isfinite(raw).all():
         raise InvalidMessage(NON_FINITE, f"{int((~np.isfinite(raw)).sum())} value(s) are NaN or inf")
     return Window(id=window_id, stream=stream, ts=ts, raw=raw, label=label)
+
+
+def check_id_length(name: str, value: bytes | None, reason: str = OVERSIZE_KEY) -> None:
+    """Refuse a key, stream id or window id over MAX_ID_BYTES: each is copied into every score
+    message, so an unbounded one could make that message too large for any topic."""
+    if value is not None and len(value) > MAX_ID_BYTES:
+        raise InvalidMessage(reason, f"{name} is {len(value)} bytes; at most {MAX_ID_BYTES} are accepted")
+
+
+def strict_json(message: Any) -> bytes:
+    """`message` as strict JSON bytes: NaN and Infinity are refused, since strict parsers
+    (JavaScript's JSON.parse among them) reject the whole message for one of them."""
+    return json.dumps(message, allow_nan=False).encode()
 
 
 def parse_label(value: bytes | None) -> int | None:
@@ -177,7 +207,17 @@ def _parse_json(value: bytes, stream: str | None) -> tuple[str, str | None, Any,
     stream = message.get("stream", stream)
     if stream is not None and not isinstance(stream, str):
         raise InvalidMessage(UNDECODABLE, f"'stream' must be a string or null, got {type(stream).__name__}")
-    return str(window_id), stream, message.get("ts"), parse_values(message["values"])
+    return str(window_id), stream, check_ts(message.get("ts")), parse_values(message["values"])
+
+
+def check_ts(ts: Any) -> Any:
+    """The window's recording time as given (copied into its score): a string of at most
+    MAX_ID_BYTES, a finite number (e.g. epoch seconds) or None."""
+    if isinstance(ts, str):
+        check_id_length("'ts'", ts.encode("utf-8", "surrogatepass"), reason=UNDECODABLE)
+    elif ts is not None and (isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts)):
+        raise InvalidMessage(UNDECODABLE, f"'ts' must be a string, a finite number or null, got {json.dumps(ts)[:80]}")
+    return ts
 
 
 def parse_values(values: Any) -> np.ndarray:
@@ -201,7 +241,7 @@ def _parse_binary(value: bytes, headers: Headers | None) -> tuple[str, Any, np.n
     needed = 4 * math.prod(shape)
     if len(value) != needed:
         raise InvalidMessage(WRONG_SHAPE, f"value has {len(value)} bytes, shape {shape} of float32 needs {needed}")
-    ts = _text(header(headers, "ts"))
+    ts = check_ts(_text(header(headers, "ts")))
     return window_id, ts, np.frombuffer(value, dtype="<f4").reshape(shape).astype(np.float32)
 
 
@@ -233,7 +273,7 @@ def fit_shape(values: np.ndarray, raw_shape: tuple[int, ...]) -> np.ndarray:
 
 def encode_json_window(window_id: str, values: np.ndarray, stream: str | None = None, ts: Any = None) -> bytes:
     """JSON input message (values nested per channel)."""
-    return json.dumps({"id": window_id, "stream": stream, "ts": ts, "values": np.asarray(values).tolist()}).encode()
+    return strict_json({"id": window_id, "stream": stream, "ts": ts, "values": np.asarray(values).tolist()})
 
 
 def encode_binary_window(window_id: str, values: np.ndarray, ts: Any = None) -> tuple[bytes, Headers]:
@@ -269,15 +309,21 @@ def encode_score(
     *,
     threshold_mode: str = "global",
 ) -> bytes:
-    """The output message for one scored window; `quality` names the signal-quality check it failed."""
+    """The output message for one scored window; `quality` names the signal-quality check it failed.
+    A NaN or infinite score (finite but huge inputs overflow float32) is published as null,
+    flagged anomalous, with the reason `non_finite_score`."""
+    finite = math.isfinite(score)
+    if not finite or not all(math.isfinite(s["energy"]) and math.isfinite(s["share"]) for s in top_segments):
+        top_segments = []  # residuals that overflowed explain nothing
     message = {
         "id": window.id,
         "stream": window.stream,
+        "ts": window.ts,
         "model_version": model_version,
-        "score": float(score),
+        "score": float(score) if finite else None,
         "threshold": float(threshold),
         "threshold_mode": threshold_mode,
-        "is_anomaly": bool(score > threshold) or quality is not None,
+        "is_anomaly": not finite or bool(score > threshold) or quality is not None,
         "scored_at": iso_utc(scored_at),
         "latency_ms": round(float(latency_ms), 3),
         "top_segments": top_segments,
@@ -286,7 +332,9 @@ def encode_score(
         message["label"] = window.label
     if quality is not None:
         message["reason"] = f"signal_quality: {quality}"
-    return json.dumps(message).encode()
+    if not finite:
+        message["reason"] = NON_FINITE_SCORE
+    return strict_json(message)
 
 
 #: the headers a dead letter adds to the original ones
@@ -312,27 +360,44 @@ def record_size_bound(key: bytes | None, value: bytes | None, headers: Headers) 
     return framing + len(key or b"") + len(value or b"")
 
 
-def fit_dead_letter(key: bytes | None, value: bytes, headers: Headers, limit: int) -> tuple[bytes, Headers]:
-    """(value, headers) of a dead letter that fits a topic whose max.message.bytes is `limit`.
+DeadLetter = tuple[bytes | None, bytes, Headers]
+
+
+def dead_letter(key: bytes | None, value: bytes | None, headers: Headers | None, error: InvalidMessage,
+                topic: str, partition: int, offset: int, limit: int) -> DeadLetter:
+    """(key, value, headers) of the dead letter of one consumed record, sized for a dead-letter
+    topic whose max.message.bytes is `limit` (see `fit_dead_letter`). The scorer and the
+    retrain job's label ingest both build theirs here."""
+    return fit_dead_letter(key, value or b"", dead_letter_headers(headers, error, topic, partition, offset), limit)
+
+
+def fit_dead_letter(key: bytes | None, value: bytes, headers: Headers, limit: int) -> DeadLetter:
+    """(key, value, headers) of a dead letter that fits a topic whose max.message.bytes is `limit`.
 
     A dead letter that fits is returned unchanged. One that does not becomes a reference:
     an empty value, the `error` and `source-*` headers only, plus `original-size` and
     `original-sha256` of the value, so it can be found again in the source topic.
     """
     if record_size_bound(key, value, headers) <= limit:
-        return value, headers
-    return dead_letter_reference(value, headers, f"the record exceeds max.message.bytes {limit}")
+        return key, value, headers
+    return dead_letter_reference(key, value, headers, f"the record exceeds max.message.bytes {limit}")
 
 
-def dead_letter_reference(value: bytes, headers: Headers, why: str) -> tuple[bytes, Headers]:
-    """(value, headers) of a dead letter that cannot be kept whole: see `fit_dead_letter`."""
+def dead_letter_reference(key: bytes | None, value: bytes, headers: Headers, why: str) -> DeadLetter:
+    """(key, value, headers) of a dead letter that cannot be kept whole: see `fit_dead_letter`.
+    A key over MAX_ID_BYTES is replaced by its size and digest too, so the reference is small."""
     own = {name: content for name, content in headers if name in DEAD_LETTER_HEADERS}  # the last of each: ours
-    return b"", [
+    reference = [
         *own.items(),
         ("original-size", str(len(value)).encode()),
         ("original-sha256", hashlib.sha256(value).hexdigest().encode()),
-        ("dlq-note", f"value and original headers omitted: {why}".encode("utf-8", errors="replace")[:MAX_ERROR_HEADER_BYTES]),
     ]
+    if key is not None and len(key) > MAX_ID_BYTES:
+        reference += [("original-key-size", str(len(key)).encode()),
+                      ("original-key-sha256", hashlib.sha256(key).hexdigest().encode())]
+        key = None
+    note = f"value and original headers omitted: {why}".encode("utf-8", errors="replace")[:MAX_ERROR_HEADER_BYTES]
+    return key, b"", [*reference, ("dlq-note", note)]
 
 
 def top_segments(residuals: np.ndarray, k: int = 3, n_segments: int = 8) -> list[list[dict]]:

@@ -6,10 +6,12 @@ Every Kafka client of the pipeline is built here (`make_producer`, `make_consume
 from __future__ import annotations
 
 import logging
+import time
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import (CoordinatorLoadInProgressError, CoordinatorNotAvailableError, KafkaError,
+                          NotCoordinatorError, TopicAlreadyExistsError)
 
 from pipelines.streaming import security
 
@@ -76,7 +78,58 @@ def make_admin(bootstrap_servers: str, **settings) -> KafkaAdminClient:
     return KafkaAdminClient(bootstrap_servers=bootstrap_servers, **security.client_kwargs(), **settings)
 
 
+class ExpectedStatesAtInfo(logging.Filter):
+    """kafka-python logs states that a normal start or stop passes through as ERROR or WARNING:
+    a topic not yet created (the broker creates it on first use), a group coordinator that moved
+    or is still loading (a fresh broker creates __consumer_offsets at the first group), a read
+    on a socket the client has just closed itself. An operator reads those as broken, so they
+    are logged at INFO: the first two for GRACE_S after a topic or group is first named in one
+    (one still missing after that keeps kafka-python's level)."""
+
+    GRACE_S = 60.0
+    #: (logger, start of the message template, index of the topic or group in its arguments)
+    MESSAGES = (
+        ("kafka.cluster", "Topic %s not found in cluster metadata", 0),
+        ("kafka.cluster", "Topic %s is not available during auto-create", 0),
+        ("kafka.coordinator.assignors.range", "No partition metadata for topic", 0),
+        ("kafka.coordinator.assignors.roundrobin", "No partition metadata for topic", 0),
+        ("kafka.coordinator", "Marking the coordinator dead", 1),
+    )
+    CLOSED_SOCKET = ("kafka.net.transport", "%s: Error receiving network data")
+    #: coordinator errors that only mean "ask again" (others, e.g. a lost connection, keep their level)
+    COORDINATOR_MOVING = (NotCoordinatorError, CoordinatorNotAvailableError, CoordinatorLoadInProgressError)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first_seen: dict[tuple[str, str], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args, message = record.args or (), str(record.msg)
+        closed_socket = record.name == self.CLOSED_SOCKET[0] and message.startswith(self.CLOSED_SOCKET[1])
+        if closed_socket and args and str(args[0]).endswith("(closed)>"):
+            return self._at_info(record)
+        for logger, start, subject in self.MESSAGES:
+            if record.name == logger and message.startswith(start) and len(args) > subject:
+                if logger == "kafka.coordinator" and not isinstance(args[-1], self.COORDINATOR_MOVING):
+                    return True
+                first = self.first_seen.setdefault((start, str(args[subject])), time.monotonic())
+                return self._at_info(record) if time.monotonic() - first <= self.GRACE_S else True
+        return True
+
+    @staticmethod
+    def _at_info(record: logging.LogRecord) -> bool:
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+
+
+EXPECTED_STATES = ExpectedStatesAtInfo()
+
+
 def quiet_kafka_logging() -> None:
-    """kafka-python logs every connection at INFO; keep only its warnings unless debugging."""
+    """kafka-python logs every connection at INFO; keep only its warnings unless debugging, and
+    log the expected states of a start or stop at INFO (`ExpectedStatesAtInfo`)."""
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         logging.getLogger("kafka").setLevel(logging.WARNING)
+    for name in {logger for logger, _, _ in ExpectedStatesAtInfo.MESSAGES} | {ExpectedStatesAtInfo.CLOSED_SOCKET[0]}:
+        if EXPECTED_STATES not in logging.getLogger(name).filters:
+            logging.getLogger(name).addFilter(EXPECTED_STATES)

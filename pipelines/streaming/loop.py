@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import socket
 import threading
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError, RetriableError
+from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError, MessageSizeTooLargeError, RetriableError
 from kafka.record import util as kafka_record_util
 from kafka.structs import OffsetAndMetadata
 
@@ -103,6 +104,8 @@ class Outgoing:
     review: bool = False
     #: sent in a request of its own, after the broker refused it for good in a shared one
     alone: bool = False
+    #: the consumed record it answers: its dead letter, should the broker refuse this for good
+    source: object = None
 
     @property
     def dead_letter(self) -> bool:
@@ -139,8 +142,16 @@ class Scorer:
         self._last_broker_check = time.monotonic()
         self._broker_connected = True
         self._delivery_failed = False
-        #: max.message.bytes of the dead-letter topic, read when connecting
-        self._dlq_limit = codec.BROKER_DEFAULT_MAX_MESSAGE_BYTES
+        #: max.message.bytes of each topic the scorer writes to, read when connecting
+        self._limits = {topic: codec.BROKER_DEFAULT_MAX_MESSAGE_BYTES for topic in self._out_topics}
+
+    @property
+    def _out_topics(self) -> list[str]:
+        return [t for t in (self.config.out_topic, self.config.dlq_topic, self.config.review_topic) if t]
+
+    @property
+    def _dlq_limit(self) -> int:
+        return self._limits[self.config.dlq_topic]
 
     def stop(self) -> None:
         self._stopping.set()
@@ -213,8 +224,8 @@ class Scorer:
     # ------------------------------------------------------------------ score
     def _score(self, batch: list) -> list[Outgoing]:
         """The batch's score messages and dead letters (runs on the scoring thread)."""
-        self.metrics.on_batch(len(batch))
         served = self.models.current
+        self.metrics.on_batch(len(batch), served.version)
         with self.metrics.stage("decode"):
             decoded, outgoing = [], []
             for record in batch:
@@ -268,39 +279,54 @@ class Scorer:
                        quality: str | None, now: float) -> list[Outgoing]:
         latency_ms = now * 1000 - record.timestamp if (record.timestamp or 0) > 0 else 0.0
         self.metrics.latency.observe(max(latency_ms, 0.0) / 1000)
-        threshold, mode = self.thresholds.apply(window.stream, score, served.threshold, served.version)
+        if math.isfinite(score):
+            threshold, mode = self.thresholds.apply(window.stream, score, served.threshold, served.version)
+        else:  # flagged whatever the threshold, and kept out of the stream's adaptive state
+            threshold, mode = served.threshold, "global"
         value = codec.encode_score(window, served.version, score, threshold, segments, now, latency_ms, quality,
                                    threshold_mode=mode)
         headers = [("scorer", self.config.client_id.encode())]
+        if not self._fits(self.config.out_topic, record.key, value, headers):
+            return [self._dead_letter(record, codec.InvalidMessage(
+                codec.UNPUBLISHABLE, f"its score message ({len(value)} bytes) exceeds max.message.bytes "
+                                     f"{self._limits[self.config.out_topic]} of {self.config.out_topic}"))]
         scored = Outgoing(self.config.out_topic, record.key, value, headers,
-                          is_anomaly=quality is not None or score > threshold)
+                          is_anomaly=quality is not None or not score <= threshold, source=record)
         return [scored, *self._review(record, window, scored)]
 
     def _review(self, record, window: codec.Window, scored: Outgoing) -> list[Outgoing]:
-        """A flagged window for reviewers: its score message plus its values, so no lookup is needed."""
+        """A flagged window for reviewers: its score message plus its values, so no lookup is needed
+        (without the values, saying so, when they would not fit the review topic)."""
         if not (self.config.review_topic and scored.is_anomaly):
             return []
-        message = {**json.loads(scored.value), "values": window.raw.tolist()}
-        return [Outgoing(self.config.review_topic, record.key, json.dumps(message).encode(), scored.headers,
-                         review=True)]
+        score = json.loads(scored.value)
+        value = codec.strict_json({**score, "values": window.raw.tolist()})
+        if not self._fits(self.config.review_topic, record.key, value, scored.headers):
+            value = codec.strict_json({**score, "values_omitted": f"{len(value)} bytes with its values exceeds "
+                                                                  f"max.message.bytes of {self.config.review_topic}"})
+        return [Outgoing(self.config.review_topic, record.key, value, scored.headers, review=True, source=record)]
+
+    def _fits(self, topic: str, key: bytes | None, value: bytes, headers: codec.Headers) -> bool:
+        return codec.record_size_bound(key, value, headers) <= self._limits[topic]
 
     def _dead_letter(self, record, error: codec.InvalidMessage) -> Outgoing:
         log_event(log, "dead_letter", logging.DEBUG, partition=record.partition, offset=record.offset, error=error)
-        headers = codec.dead_letter_headers(record.headers, error, record.topic, record.partition, record.offset)
-        value, headers = codec.fit_dead_letter(record.key, record.value or b"", headers, self._dlq_limit)
+        key, value, headers = codec.dead_letter(record.key, record.value, record.headers, error, record.topic,
+                                                record.partition, record.offset, self._dlq_limit)
         if len(value) < len(record.value or b""):
             log_event(log, "dead_letter_referenced", logging.WARNING, partition=record.partition, offset=record.offset,
                       size=len(record.value), dlq_max_message_bytes=self._dlq_limit)
-        return Outgoing(self.config.dlq_topic, record.key, value, headers, reason=error.reason)
+        return Outgoing(self.config.dlq_topic, key, value, headers, reason=error.reason)
 
     # ------------------------------------------------------------------ produce
     def _deliver(self, outgoing: list[Outgoing]) -> bool:
         """Send until the broker acknowledged every message; False if stopped before that."""
         backoff = Backoff(self.config.initial_backoff_s, self.config.max_backoff_s)
-        remaining = outgoing
+        remaining, delivered = outgoing, []
         while True:
             with self.metrics.stage("produce"):
-                remaining = self._send_and_wait(remaining)
+                acknowledged, remaining = self._send_and_wait(remaining)
+            delivered += acknowledged
             if not remaining:
                 break
             self._discard_producer()
@@ -309,44 +335,79 @@ class Scorer:
                           note="the batch will be consumed again")
                 return False
             self._stopping.wait(backoff.next())
-        scores = [m for m in outgoing if not m.dead_letter and not m.review]
+        scores = [m for m in delivered if not m.dead_letter and not m.review]
         self.metrics.on_delivered(len(scores), sum(m.is_anomaly for m in scores),
-                                  [m.reason for m in outgoing if m.dead_letter])
+                                  [m.reason for m in delivered if m.dead_letter])
         return True
 
-    def _send_and_wait(self, messages: list[Outgoing]) -> list[Outgoing]:
-        """Send `messages` and wait for their acknowledgements; returns those that failed."""
-        futures, errors = [], []
+    def _send_and_wait(self, messages: list[Outgoing]) -> tuple[list[Outgoing], list[Outgoing]]:
+        """Send `messages` and wait for their acknowledgements: (acknowledged, to send again)."""
+        sent, errors = [], []
         try:
             self.producer = self.producer or self._make_producer()
-            futures, errors = self._send_all(messages)
+            sent, errors = self._send_all(messages)
             self.producer.flush(timeout=FLUSH_TIMEOUT_S)
-        except KafkaError as error:  # no broker: no producer, or flush timed out
+        except KafkaError as error:  # no broker: no producer, or flush timed out (or gave up on a split batch)
             errors.append(error)
-        failed = messages[len(futures):]
-        for message, future in zip(messages, futures):
-            if future.succeeded():
-                continue
-            error = future.exception if future.is_done else KafkaTimeoutError("not acknowledged in time")
-            errors.append(error)
-            failed.append(_to_resend(message, error))
+        acknowledged, failed = [], messages[len(sent):]
+        deadline = time.monotonic() + FLUSH_TIMEOUT_S
+        for message, future in zip(messages, sent):
+            try:  # get(), not flush(), follows a batch the producer split after the broker refused it
+                if not isinstance(future, Exception):
+                    future.get(timeout=max(0.0, deadline - time.monotonic()))
+                    acknowledged.append(message)
+                    continue
+                raise future
+            except KafkaError as error:
+                errors.append(error)
+                failed.append(self._to_resend(message, error))
         if failed:
             self.metrics.broker_errors.labels("produce").inc()
             log_event(log, "produce_failed", logging.WARNING, failed=len(failed), sent=len(messages), error=repr(errors[0]))
-        return failed
+        return acknowledged, failed
 
     def _send_all(self, messages: list[Outgoing]) -> tuple[list, list[Exception]]:
-        """Futures of the messages handed to the producer, stopping at the first refusal."""
-        futures = []
+        """A future per message handed to the producer (or the error the producer refused it with
+        at once), stopping at the first passing error."""
+        sent = []
         for message in messages:
             try:
-                futures.append(self.producer.send(message.topic, key=message.key, value=message.value,
-                                                  headers=message.headers))
+                sent.append(self.producer.send(message.topic, key=message.key, value=message.value,
+                                               headers=message.headers))
                 if message.alone:  # in a request of its own: whatever the broker says concerns it only
                     self.producer.flush(timeout=FLUSH_TIMEOUT_S)
+            except MessageSizeTooLargeError as error:  # over the producer's own limit: it concerns this one
+                sent.append(error)
             except KafkaError as error:  # e.g. no metadata within max_block_ms: the broker is away
-                return futures, [error]
-        return futures, []
+                return sent, [error]
+        return sent, []
+
+    def _to_resend(self, message: Outgoing, error: BaseException | None) -> Outgoing:
+        """How a message the broker did not acknowledge is sent again.
+
+        A passing error (broker away, timeout): as it was. A refusal for good (too large, invalid)
+        may be caused by the producer batch the message travelled in, so it is not held against
+        the message: it is resent alone. Refused alone, a dead letter is resent as a reference to
+        its source record, and a score or review message becomes the dead letter of its source
+        record (`unpublishable`): nothing is retried for ever, and nothing is dropped.
+        """
+        if isinstance(error, RetriableError):
+            return message
+        if not message.alone:
+            return replace(message, alone=True)
+        if message.dead_letter:
+            if not message.value:  # a reference refused too: nothing smaller can be sent
+                log_event(log, "dead_letter_refused", logging.ERROR, error=repr(error), note="retried as it is")
+                return message
+            key, value, headers = codec.dead_letter_reference(message.key, message.value, message.headers,
+                                                              f"the broker refused it: {error!r}")
+            return replace(message, key=key, value=value, headers=headers)
+        record = message.source
+        log_event(log, "unpublishable", logging.WARNING, topic=message.topic, partition=record.partition,
+                  offset=record.offset, error=repr(error), note="its record goes to the dead-letter topic")
+        return replace(self._dead_letter(record, codec.InvalidMessage(
+            codec.UNPUBLISHABLE, f"the broker refused its {'review' if message.review else 'score'} message "
+                                 f"for good: {error!r}")), alone=True)
 
     # ------------------------------------------------------------------ commit
     def _commit(self, batch: list) -> None:
@@ -395,7 +456,7 @@ class Scorer:
         backoff = Backoff(self.config.initial_backoff_s, self.config.max_backoff_s)
         while not self.stopping:
             try:
-                self._read_dlq_limit()
+                self._read_topic_limits()
                 self.producer = self.producer or self._make_producer()
                 self.consumer = self._make_consumer()
                 log_event(log, "connected", bootstrap=self.config.bootstrap_servers, group=self.config.group,
@@ -410,14 +471,15 @@ class Scorer:
                 self._stopping.wait(delay)
         return False
 
-    def _read_dlq_limit(self) -> None:
-        """Size dead letters against the dead-letter topic's own limit (the broker default while
-        the topic does not exist: it is then created with that default)."""
-        limit = topic_max_message_bytes(self.config.bootstrap_servers, self.config.dlq_topic,
-                                        timeout_ms=self.config.bootstrap_timeout_ms)
-        self._dlq_limit = limit or codec.BROKER_DEFAULT_MAX_MESSAGE_BYTES
-        log_event(log, "dead_letter_limit", topic=self.config.dlq_topic, max_message_bytes=self._dlq_limit,
-                  source="topic" if limit else "broker default")
+    def _read_topic_limits(self) -> None:
+        """Size every message against its topic's own limit (the broker default while the topic
+        does not exist: it is then created with that default)."""
+        for topic in self._out_topics:
+            limit = topic_max_message_bytes(self.config.bootstrap_servers, topic,
+                                            timeout_ms=self.config.bootstrap_timeout_ms)
+            self._limits[topic] = limit or codec.BROKER_DEFAULT_MAX_MESSAGE_BYTES
+            log_event(log, "topic_limit", topic=topic, max_message_bytes=self._limits[topic],
+                      source="topic" if limit else "broker default")
 
     def _discard_producer(self) -> None:
         """Drop the producer after a failed delivery; the retry gets a fresh one, so no state
@@ -434,7 +496,7 @@ class Scorer:
             client_id=self.config.client_id,
             acks="all",
             linger_ms=self.config.linger_ms,
-            batch_size=min(256 * 1024, self._dlq_limit),  # a batch of dead letters never outgrows their topic
+            batch_size=min(256 * 1024, *self._limits.values()),  # a batch never outgrows its topic
             max_request_size=16 * 1024 * 1024,
             request_timeout_ms=10_000,
             delivery_timeout_ms=30_000,
@@ -493,7 +555,7 @@ class Scorer:
         if now - self._last_progress < self.config.progress_every_s:
             return
         self._last_progress = now
-        log_event(log, "progress", model_version=self.models.current.version, **self.metrics.totals)
+        log_event(log, "progress", model_version=self.models.current.version, **self.metrics.progress_fields())
 
     def _close(self) -> None:
         self.thresholds.save_if_due(force=True)
@@ -518,20 +580,3 @@ def warn_if_slow_checksums() -> None:
                   hint="install the crc32c package: kafka-python then checksums record batches in C, "
                        "several times less CPU per message")
 
-
-def _to_resend(message: Outgoing, error: BaseException | None) -> Outgoing:
-    """How a message the broker did not acknowledge is sent again.
-
-    A passing error (broker away, timeout): as it was. A refusal for good (too large, invalid)
-    may be caused by the producer batch the message travelled in, so it is not held against
-    the message: it is resent alone. Refused alone, a dead letter is resent as a reference to
-    its source record; any other message is retried as it is (never dropped).
-    """
-    if isinstance(error, RetriableError):
-        return message
-    if not message.alone:
-        return replace(message, alone=True)
-    if message.dead_letter and message.value:
-        value, headers = codec.dead_letter_reference(message.value, message.headers, f"the broker refused it: {error!r}")
-        return replace(message, value=value, headers=headers)
-    return message

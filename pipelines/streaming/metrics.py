@@ -63,6 +63,8 @@ class ScorerMetrics:
         self.stage_totals = dict.fromkeys(STAGES, 0.0)
         #: plain running totals for logs, tests and benchmarks (Prometheus counters are write-only)
         self.totals: Tally[str] = Tally()
+        #: windows consumed while each model version was served, so a hot reload does not relabel the past
+        self.consumed_by_version: Tally[int | str] = Tally()
 
     def serve(self, port: int) -> None:
         """Expose /metrics on `port` (0 = do not serve)."""
@@ -79,10 +81,17 @@ class ScorerMetrics:
             self.stage_totals[name] += elapsed
             self.stage_seconds.labels(name).inc(elapsed)
 
-    def on_batch(self, size: int) -> None:
+    def on_batch(self, size: int, version: int | str) -> None:
+        """Count a batch consumed, against the model version that scores it."""
         self.messages_in.inc(size)
         self.batch_size.observe(size)
         self.totals["consumed"] += size
+        self.consumed_by_version[version] += size
+
+    def progress_fields(self) -> dict:
+        """The running totals, with the windows consumed per served version ("1:300,2:120")."""
+        by_version = ",".join(f"{version}:{n}" for version, n in self.consumed_by_version.items())
+        return {**self.totals, "consumed_by_version": by_version or "-"}
 
     def on_delivered(self, scored: int, anomalies: int, dead_letter_reasons: list[str]) -> None:
         """Count a batch's output once the broker acknowledged it."""

@@ -2,9 +2,10 @@
 // an attribute set through the DOM: never innerHTML with data.
 "use strict";
 
-const state = { csrf: null, user: null, role: null, alarms: new Map(), order: [], streams: new Map(),
+const state = { csrf: null, user: null, role: null, alarms: new Map(), order: [], streams: new Map(), streamOffset: 0,
                 selected: null, detail: null, streamSelected: null, windowDetail: null, events: null };
 const MAX_ALARMS = 2000;
+const STREAMS_PAGE = 100;  // rows of the streams table; the server keeps at most --max-streams of them
 const $ = (id) => document.getElementById(id);
 
 function el(tag, props = {}, ...children) {
@@ -67,7 +68,7 @@ async function loggedIn(session) {
   $("app").hidden = $("nav").hidden = $("logout").hidden = false;
   document.body.classList.toggle("is-admin", session.role === "admin");
   const snapshot = await api("/api/state");
-  for (const row of snapshot.streams) updateStream(row);
+  showStreams(snapshot);
   for (const alarm of [...snapshot.alarms].reverse()) addAlarm(alarm);
   renderAlarms();
   listen(snapshot.seq);
@@ -275,20 +276,49 @@ function canvasOf(grid, colour) {
 }
 
 // ---------------------------------------------------------------- streams view
-function updateStream(row) {
-  state.streams.set(row.stream, row);
-  let tr = [...$("streams").tBodies[0].rows].find((r) => r.dataset.stream === row.stream);
-  if (!tr) {
-    tr = el("tr", { onclick: () => openStream(row.stream) });
+// One page of the streams kept by the server, by name; live updates redraw the rows on it, and a stream
+// that is not on it (a new one, or another page's) reloads the page at most once a second.
+function showStreams(page) {
+  state.streamOffset = page.streams_offset;
+  state.streams = new Map(page.streams.map((row) => [row.stream, row]));
+  $("streams").tBodies[0].replaceChildren(...page.streams.map((row) => {
+    const tr = el("tr", { onclick: () => openStream(row.stream) });
     tr.dataset.stream = row.stream;
-    $("streams").tBodies[0].append(tr);
-  }
+    fillStreamRow(tr, row);
+    return tr;
+  }));
+  const last = page.streams_offset + page.streams.length, total = page.streams_total;
+  const kept = total >= page.streams_kept_max ? ` (the ${total} most recently seen are kept)` : "";
+  $("streams-range").textContent = total ? `streams ${page.streams_offset + 1}–${last} of ${total}${kept}` : "no streams yet";
+  $("streams-prev").disabled = page.streams_offset === 0;
+  $("streams-next").disabled = last >= total;
+}
+
+async function loadStreams(offset) {
+  const page = await api(`/api/streams?offset=${Math.max(0, offset)}&limit=${STREAMS_PAGE}`);
+  if (!page.streams.length && page.streams_total) return loadStreams(page.streams_total - STREAMS_PAGE);  // it shrank
+  showStreams(page);
+}
+
+function fillStreamRow(tr, row) {
   const flagged = row.last_score > row.threshold;
   tr.replaceChildren(el("td", { class: "stream-id", text: row.stream }), el("td", { text: String(row.windows) }),
     el("td", { text: String(row.alarms) }),
     el("td", { class: flagged ? "flag" : "", text: `${fmt(row.last_score)} / ${fmt(row.threshold)} (${row.threshold_mode ?? "global"})` }),
     el("td", { text: String(row.model_version ?? "-") }), el("td", { text: when(row.last_at) }));
+}
+
+function updateStream(row) {
   if (state.streamSelected === row.stream) refreshStreamWindowsSoon();
+  if (!state.streams.has(row.stream)) { refreshStreamsSoon(); return; }
+  state.streams.set(row.stream, row);
+  const tr = [...$("streams").tBodies[0].rows].find((r) => r.dataset.stream === row.stream);
+  if (tr) fillStreamRow(tr, row);
+}
+
+let streamsTimer = null;
+function refreshStreamsSoon() {
+  if (!streamsTimer) streamsTimer = setTimeout(() => { streamsTimer = null; loadStreams(state.streamOffset).catch(() => {}); }, 1000);
 }
 
 let streamTimer = null;
@@ -403,6 +433,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("stream-filter").addEventListener("change", () => { state.selected = null; renderAlarms(); });
   $("pending-only").addEventListener("change", renderAlarms);
   $("rollback").addEventListener("click", () => switchModel("/api/models/rollback", {}));
+  $("streams-prev").addEventListener("click", () => loadStreams(state.streamOffset - STREAMS_PAGE).catch((e) => toast(e.message)));
+  $("streams-next").addEventListener("click", () => loadStreams(state.streamOffset + STREAMS_PAGE).catch((e) => toast(e.message)));
   document.addEventListener("keydown", onKey);
   api("/api/session").then(loggedIn).catch(showLogin);
 });
