@@ -27,6 +27,7 @@ from agad_stream.calibration import TAILS, calibrate
 from agad_stream.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from agad_stream.generators import build_generator
 from agad_stream.networks import Discriminator
+from agad_stream.scaling import normalise, per_channel
 from agad_stream.training import AGADTrainer, TrainingConfig, init_weights
 from agad_stream.validation import check_labels, check_windows
 
@@ -415,8 +416,7 @@ class AGAD(BaseEstimator):
             raise NotFittedError("this AGAD model is not fitted yet: call fit(X) or AGAD.load(path) first")
 
     def _normalise(self, X: np.ndarray) -> np.ndarray:
-        shape = (1, -1) + (1,) * (X.ndim - 2)
-        return (X - self.mean_.reshape(shape)) / self.std_.reshape(shape)
+        return normalise(X, self.mean_, self.std_)
 
     def _to_device(self, X: np.ndarray) -> torch.Tensor:
         tensor = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
@@ -441,8 +441,7 @@ class AGAD(BaseEstimator):
         self._check_fitted()
         X = check_windows(X, self.window_shape_)
         scores, residuals = self._score_normalised(self._normalise(X), with_residuals=True)
-        shape = (1, -1) + (1,) * (X.ndim - 2)
-        return scores, residuals * self.std_.reshape(shape)
+        return scores, residuals * per_channel(self.std_, X.ndim)
 
     def score_samples(self, X) -> np.ndarray:
         """Anomaly score A(x) = ||x - G(x)||_2 in normalised units; higher = more anomalous."""

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
 
 def check_windows(X, expected_shape: Sequence[int] | None = None, name: str = "X") -> np.ndarray:
@@ -13,7 +13,8 @@ def check_windows(X, expected_shape: Sequence[int] | None = None, name: str = "X
 
     ``expected_shape`` is the per-window shape a fitted model was trained on.
     """
-    if isinstance(X, torch.Tensor):
+    torch = sys.modules.get("torch")  # a tensor exists only if torch was imported, so never import it here
+    if torch is not None and isinstance(X, torch.Tensor):
         X = X.detach().cpu().numpy()
     try:
         X = np.asarray(X)

@@ -14,11 +14,12 @@ import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from agad_stream import AGAD
+if TYPE_CHECKING:
+    from agad_stream import AGAD
 
 #: what `evaluate` and the benchmarks fit beside AGAD; each takes seconds on a few thousand windows
 BASELINE_NAMES = ("plain-autoencoder", "pca", "isolation-forest", "ecod")
@@ -58,7 +59,7 @@ def plain_autoencoder(model: AGAD) -> AGAD:
     """
     params = model.get_params()
     params.update(lambda_adv=0.0, lambda_adcon=0.0, lambda_lat=0.0, aux_bn=False)
-    return AGAD(**params)
+    return type(model)(**params)
 
 
 class PyODDetector:
@@ -119,7 +120,7 @@ def agad_without_adcon(model: AGAD) -> AGAD:
     """An unfitted copy of `model` without the pseudo-anomaly term (λ_adcon = 0, no auxiliary BN)."""
     params = model.get_params()
     params.update(lambda_adcon=0.0, aux_bn=False)
-    return AGAD(**params)
+    return type(model)(**params)
 
 
 @dataclass

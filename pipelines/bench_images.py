@@ -22,11 +22,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
-from agad_stream import AGAD
 from modalities.image import ImageModality
 from pipelines.baselines import ALL_BASELINE_NAMES, build_baseline, parse_agad_settings
 
@@ -106,6 +104,10 @@ def run(args) -> int:
     unknown = set(methods) - set(METHODS)
     if unknown:
         raise ValueError(f"unknown methods {sorted(unknown)}; choose from {list(METHODS)}")
+    import torch
+
+    from agad_stream import AGAD
+
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     modality = ImageModality(size=args.size or None)

@@ -30,12 +30,12 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
-from agad_stream import AGAD, ModelRegistry
+from agad_stream import ModelRegistry
 from modalities import Modality, Windows, get_modality
 from pipelines.console.command import DEFAULT_PORT, start_console_process
 from pipelines.learning import demo_loop
@@ -44,6 +44,9 @@ from pipelines.model_dir import save_model_dir
 from pipelines.monitor import follow, format_snapshot, open_scores
 from pipelines.replay import send_messages, window_messages
 from pipelines.streaming.kafka_io import broker_answers, create_topics, make_producer, quiet_kafka_logging
+
+if TYPE_CHECKING:
+    from agad_stream import AGAD
 
 REPO = Path(__file__).resolve().parents[1]
 #: MIT-BIH records with PVC annotations: bundled with the repo, else the shared data folder next to it
@@ -95,6 +98,8 @@ def train_first_version(modality: Modality, data: Path, registry: ModelRegistry,
     normals = load_reference(registry)[0]
     print(f"training on {len(normals)} normal beats of records {args.train_records} "
           f"({args.epochs} epochs, channels {args.channels})", flush=True)
+    from agad_stream import AGAD
+
     channels = tuple(int(c) for c in args.channels.split(","))
     model = AGAD(channels=channels, latent_dim=32, epochs=args.epochs, batch_size=128, random_state=0,
                  device=args.device, verbose=True)
@@ -286,6 +291,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     quiet_kafka_logging()
     torch.set_num_threads(args.torch_threads)
     data = find_data(args.data)

@@ -11,12 +11,10 @@ import argparse
 import signal
 import sys
 
-import torch
-
 from pipelines.streaming import codec
 from pipelines.streaming.kafka_io import quiet_kafka_logging
 from pipelines.streaming.loop import Scorer, ScorerConfig
-from pipelines.streaming.serving import ModelSource
+from pipelines.streaming.serving import ENGINES, ModelSource
 from pipelines.streaming.thresholds import MODES, StreamThresholds, ThresholdConfig
 
 #: Kafka and batching knobs. throughput: big batches, fewer requests (the former defaults).
@@ -51,9 +49,14 @@ def register(subparsers) -> None:
     p.add_argument("--offset-reset", choices=("earliest", "latest"), default="earliest",
                    help="where a new group starts reading (default earliest)")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:1...")
+    p.add_argument("--engine", choices=ENGINES, default="auto",
+                   help="onnx: ONNX Runtime on the CPU, no torch in the process (needs the generator.onnx that "
+                        "`publish` exports); torch: the AGAD model itself, on the CPU or a GPU; auto (default): "
+                        "onnx on the CPU, torch on a GPU or for a model without generator.onnx")
     p.add_argument("--torch-threads", type=int, default=1,
-                   help="CPU threads for inference (default 1: on a busy or small machine more threads contend "
-                        "with the Kafka client threads and slow down; scale out with one scorer per core instead)")
+                   help="CPU threads for inference, on either engine (default 1: on a busy or small machine more "
+                        "threads contend with the Kafka client threads and slow down; scale out with one scorer "
+                        "per core instead)")
     p.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (0 = off)")
     p.add_argument("--session-timeout-ms", type=int, default=10_000,
                    help="a crashed scorer's partitions move to the others after this long (broker minimum 6000)")
@@ -105,8 +108,8 @@ def stop_on_signals(scorer: Scorer) -> None:
 
 def run(args: argparse.Namespace) -> int:
     quiet_kafka_logging()
-    torch.set_num_threads(args.torch_threads)
-    models = ModelSource(model_dir=args.model, registry=args.model_registry, device=args.device)
+    models = ModelSource(model_dir=args.model, registry=args.model_registry, device=args.device, engine=args.engine,
+                         threads=args.torch_threads)
     scorer = Scorer(config_from_args(args), models, thresholds=thresholds_from_args(args))
     stop_on_signals(scorer)
     scorer.run()

@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from agad_stream import AGAD
 from modalities import Modality, load_modality
+
+if TYPE_CHECKING:
+    from agad_stream import AGAD
 
 MODALITY_FILE = "modality.json"
 #: a modality's settings are a few kB: a larger file is refused unread, so a hostile one cannot exhaust memory
@@ -26,7 +29,8 @@ def save_model_dir(path: str | os.PathLike, model: AGAD, modality: Modality) -> 
     return path
 
 
-def load_model_dir(path: str | os.PathLike, device: str | None = None) -> tuple[AGAD, Modality]:
+def load_model_modality(path: str | os.PathLike) -> Modality:
+    """The modality settings of a model directory (needs no torch: the ONNX scorer reads them too)."""
     path = Path(path)
     if not (path / MODALITY_FILE).is_file():
         raise FileNotFoundError(f"{path} is not a model directory: {MODALITY_FILE} is missing")
@@ -40,5 +44,11 @@ def load_model_dir(path: str | os.PathLike, device: str | None = None) -> tuple[
         raise ValueError(f"{path / MODALITY_FILE} is not JSON: {error}") from None
     if not isinstance(settings, dict):
         raise ValueError(f"{path / MODALITY_FILE} must hold a JSON object, not {type(settings).__name__}")
-    modality = load_modality(settings)
+    return load_modality(settings)
+
+
+def load_model_dir(path: str | os.PathLike, device: str | None = None) -> tuple[AGAD, Modality]:
+    from agad_stream import AGAD
+
+    modality = load_model_modality(path)
     return AGAD.load(path, device=device), modality

@@ -17,17 +17,17 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from agad_stream import AGAD
-from agad_stream.estimator import resolve_device
 from modalities import Modality, Windows, aggregate_scores, get_modality, load_modality
 from pipelines import reports
 from pipelines.baselines import BASELINE_NAMES, fit_baselines
 from pipelines.model_dir import MODALITY_FILE, load_model_dir, save_model_dir
+
+if TYPE_CHECKING:
+    from agad_stream import AGAD
 
 logger = logging.getLogger(__name__)
 
@@ -173,6 +173,8 @@ SMALL_WINDOW_VALUES = 4096
 def set_torch_threads(requested: int | None, window_shape: tuple[int, ...]) -> int:
     """Apply --torch-threads (default: 1 for small windows, else torch's own choice; 0 = torch's);
     returns the thread count in use."""
+    import torch
+
     if requested is not None and requested < 0:
         raise ValueError(f"--torch-threads must be >= 0, got {requested}")
     if requested is None:
@@ -187,6 +189,8 @@ def set_runtime(modality: Modality, device: str, verbose: bool) -> None:
     if hasattr(modality, "verbose"):
         modality.verbose = verbose
     if hasattr(modality, "device"):
+        from agad_stream.estimator import resolve_device
+
         modality.device = str(resolve_device(device))
 
 
@@ -267,6 +271,8 @@ def training_set(train: Windows, args: argparse.Namespace) -> tuple[Windows, np.
 
 def build_model(modality: Modality, args: argparse.Namespace) -> AGAD:
     """AGAD with its own data-sized defaults, except what the command line sets."""
+    from agad_stream import AGAD
+
     return AGAD(
         generator=args.generator or modality.default_generator,
         channels=tuple(args.channels) if args.channels else "auto",

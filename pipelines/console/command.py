@@ -21,7 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 import uvicorn
 
 from pipelines.console.app import ConsoleSettings, create_app
@@ -117,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("empty password")
         print(hash_password(password))
         return 0
+    import torch
+
     quiet_kafka_logging()
     torch.set_num_threads(1)
     server, feed = build(args)

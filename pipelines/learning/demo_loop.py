@@ -11,14 +11,18 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from agad_stream import AGAD, ModelRegistry
+from agad_stream import ModelRegistry
 from modalities import Modality, Windows
 from pipelines.learning.labels import encode_confirmation
 from pipelines.monitor import LiveSummary
 from pipelines.streaming.kafka_io import make_producer
+
+if TYPE_CHECKING:
+    from agad_stream import AGAD
 
 REVIEWER = "demo-reviewer"
 DECISIONS = ("promoted", "rejected")

@@ -18,11 +18,13 @@ trusted set it cannot. Two checks use it:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from agad_stream import AGAD
+if TYPE_CHECKING:
+    from agad_stream import AGAD
 
 
 @dataclass

@@ -35,12 +35,12 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from kafka.errors import KafkaError
 
-from agad_stream import AGAD, ModelRegistry
+from agad_stream import ModelRegistry
 from modalities import Modality
 from pipelines.learning import signing
 from pipelines.learning.gate import GateRule, contradictions, decide, evaluate, near_identical_conflicts, trusted_figures
@@ -52,6 +52,9 @@ from pipelines.model_dir import load_model_dir, save_model_dir
 from pipelines.streaming.kafka_io import quiet_kafka_logging
 from pipelines.streaming.metrics import log_event
 from pipelines.streaming.serving import resolve_raw_shape
+
+if TYPE_CHECKING:
+    from agad_stream import AGAD
 
 log = logging.getLogger("agad_stream.retrain")
 
@@ -92,6 +95,8 @@ def parse_duration(text: str) -> float:
 
 def train_candidates(current: AGAD, current_dir: Path, X: np.ndarray, y: np.ndarray, config: RetrainConfig) -> dict[str, AGAD]:
     """The candidate(s) --init asks for; fine-tuning needs AGAD's warm_start (else scratch only)."""
+    from agad_stream import AGAD
+
     params = current.get_params()
     budget = {k: v for k, v in config.overrides.items() if k in params}
     inits = ["fine-tune", "scratch"] if config.init == "auto" else [config.init]
@@ -165,9 +170,12 @@ def retrain_once(registry: ModelRegistry, store: LabelStore, config: RetrainConf
 
 def publish_candidate(registry: ModelRegistry, model: AGAD, modality: Modality, entry: dict) -> int:
     """Add the candidate as a new (not yet current) version with the decision as its metadata."""
+    from agad_stream.onnx_export import export_checkpoint
+
     metadata = {"decision": entry["event"], **{k: v for k, v in entry.items() if k != "event"}}
     with tempfile.TemporaryDirectory(prefix="agad-candidate-") as tmp:
         save_model_dir(Path(tmp) / "model", model, modality)
+        export_checkpoint(Path(tmp) / "model", model)
         return registry.publish(Path(tmp) / "model", make_current=False, metadata=metadata,
                                 before_rename=lambda staging: test_pause("registry-write"))
 
@@ -255,6 +263,8 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     every_s = parse_duration(args.every)
     signatures = signature_policy(args)
+    import torch
+
     os.nice(args.nice)
     torch.set_num_threads(args.torch_threads)
     registry = ModelRegistry(args.model_registry)

@@ -5,6 +5,14 @@ file) between batches and loads the new version when it changed. A version that 
 load, for any reason (a bad checksum, an unknown key in modality.json...), is logged and
 skipped; the previous model keeps serving. At startup the same failure is one ValueError
 naming the version, the path and the cause, which the command line prints as one line.
+
+Engines: `onnx` scores with ONNX Runtime on the CPU and never imports torch (the
+version needs the generator.onnx that `publish` exports); `torch` is the AGAD estimator
+itself, on the CPU or a GPU; `auto` picks onnx on the CPU and torch on a GPU, and torch for
+a version without a graph (published before export existed, or a user generator the
+exporter could not trace), saying so in one log line. The choice is made per version, so
+hot reload holds on both. Audio's log-mel front-end is torchaudio's, so an audio model
+imports torch on either engine (only G runs on ONNX Runtime).
 """
 
 from __future__ import annotations
@@ -12,20 +20,30 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from agad_stream import AGAD, ModelRegistry
+from agad_stream import ModelRegistry
+from agad_stream.checkpoint import ONNX_SHA256_KEY, read_metadata
 from modalities import Modality
-from pipelines.model_dir import load_model_dir
+from pipelines.model_dir import load_model_dir, load_model_modality
 from pipelines.streaming.metrics import log_event
 
+if TYPE_CHECKING:
+    from agad_stream import AGAD
+    from pipelines.streaming.onnx_engine import OnnxAGAD
+
 log = logging.getLogger("agad_stream.scorer")
+
+ENGINES = ("auto", "onnx", "torch")
+#: present when an NVIDIA driver is loaded: `auto` then serves with torch, which can use the GPU
+NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")
 
 
 @dataclass
 class ServedModel:
-    model: AGAD
+    model: AGAD | OnnxAGAD
     modality: Modality
     version: int | str
     raw_shape: tuple[int, ...]
@@ -46,10 +64,41 @@ def resolve_raw_shape(modality: Modality, window_shape: tuple[int, ...]) -> tupl
     return tuple(int(t) if s is None else int(s) for s, t in zip(shape, tail))
 
 
-def load_served_model(path: Path, version: int | str, device: str) -> ServedModel:
+def choose_engine(path: Path, engine: str, device: str) -> str:
+    """"onnx" or "torch" for the model directory ``path`` (see the module docstring)."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+    on_cpu = device == "cpu" or (device == "auto" and not NVIDIA_DRIVER.exists())
+    if engine == "onnx" and not on_cpu:
+        raise ValueError(f"the onnx engine runs on the CPU, not on device {device!r}: use --engine torch or --device cpu")
+    if engine != "auto":
+        return engine
+    if not on_cpu:
+        return "torch"
+    if ONNX_SHA256_KEY not in read_metadata(path):
+        log_event(log, "engine_fallback", engine="torch", model=path,
+                  reason="the model has no generator.onnx (published before ONNX export, or not exportable)")
+        return "torch"
+    return "onnx"
+
+
+def load_served_model(path: Path, version: int | str, device: str, engine: str = "torch",
+                      threads: int | None = None) -> ServedModel:
     """Load and warm up (one forward pass and the signal-quality checks), so the first live batch
-    does not pay for lazy initialisation and bad settings are refused here, not batch by batch."""
-    model, modality = load_model_dir(path, device=device)
+    does not pay for lazy initialisation and bad settings are refused here, not batch by batch.
+    ``threads``: CPU threads for inference (None: the engine's default)."""
+    path = Path(path)
+    if choose_engine(path, engine, device) == "onnx":
+        from pipelines.streaming.onnx_engine import OnnxAGAD
+
+        modality = load_model_modality(path)
+        model = OnnxAGAD(path, threads=threads or 1)
+    else:
+        model, modality = load_model_dir(path, device=device)
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
     served = ServedModel(model, modality, version, resolve_raw_shape(modality, model.window_shape_))
     served.score(np.zeros((2, *served.raw_shape), dtype=np.float32))
     modality.quality_issues(np.zeros((2, *served.raw_shape), dtype=np.float32))
@@ -59,12 +108,15 @@ def load_served_model(path: Path, version: int | str, device: str) -> ServedMode
 class ModelSource:
     """Where the scorer's model comes from: `model_dir` (fixed) or `registry` (hot reload)."""
 
-    def __init__(self, model_dir: str | Path | None = None, registry: str | Path | None = None, device: str = "auto"):
+    def __init__(self, model_dir: str | Path | None = None, registry: str | Path | None = None, device: str = "auto",
+                 engine: str = "auto", threads: int | None = None):
         if (model_dir is None) == (registry is None):
             raise ValueError("give exactly one of a model directory or a model registry")
         self.model_dir = Path(model_dir) if model_dir is not None else None
         self.registry = ModelRegistry(registry) if registry is not None else None
         self.device = device
+        self.engine = engine
+        self.threads = threads
         self.current: ServedModel | None = None
         self._skipped_version: int | None = None
 
@@ -99,12 +151,12 @@ class ModelSource:
             log_event(log, "model_reload_failed", logging.ERROR, version=version, error=error,
                       serving=self.current.version)
             return False
-        log_event(log, "model_reloaded", version=version, window=self.current.raw_shape, threshold=self.current.threshold)
+        log_event(log, "model_reloaded", version=version, device=self.current.model.device_, window=self.current.raw_shape, threshold=self.current.threshold)
         return True
 
     def _load(self, path: Path, version: int | str) -> ServedModel:
         """Load one version; any failure becomes a ValueError saying which model and why."""
         try:
-            return load_served_model(path, version, self.device)
+            return load_served_model(path, version, self.device, self.engine, self.threads)
         except Exception as error:
             raise ValueError(f"cannot serve model version {version} from {path}: {type(error).__name__}: {error}") from None
