@@ -48,12 +48,13 @@ def model_dir(normals, tmp_path_factory) -> Path:
     return out
 
 
-def test_an_empty_npy_names_the_file_in_train_and_models_reference(tmp_path, capsys):
+def test_an_empty_npy_names_the_file_in_train_and_models_reference(tmp_path, model_dir, capsys):
     empty = tmp_path / "windows.npy"
     empty.write_bytes(b"")
     err = one_line_error(["train", "--modality", "array", "--data", str(empty), "--out", str(tmp_path / "m"), *TINY],
                          capsys)
     assert str(empty) in err and "empty" in err
+    assert main(["publish", "--model-registry", str(tmp_path / "registry"), "--model", str(model_dir)]) == 0  # for the shape check
     err = one_line_error(["models", "--model-registry", str(tmp_path / "registry"), "reference", "--windows",
                           str(empty)], capsys)
     assert str(empty) in err and "empty" in err
