@@ -132,7 +132,7 @@ def retrain_once(registry: ModelRegistry, store: LabelStore, config: RetrainConf
     y = np.concatenate([np.zeros(len(ref_train), np.int8), train.y])
     X_val = modality.prepare(np.concatenate([ref_validation, *([validation.X] if len(validation.ids) else [])]))
     y_val = np.concatenate([np.zeros(len(ref_validation), np.int8), validation.y])
-    trusted_normals = modality.prepare(np.concatenate([ref_train, ref_validation]))
+    trusted_normals = np.concatenate([X[:len(ref_train)], X_val[:len(ref_validation)]])  # the reference, prepared
     stored_trusted = store.trusted_anomalies()
     trusted_anomalies = modality.prepare(stored_trusted) if len(stored_trusted) else trusted_normals[:0]
     new = store.new_windows()

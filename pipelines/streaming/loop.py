@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError, MessageSizeTooLargeError, RetriableError
+from kafka.errors import CommitFailedError, KafkaError, MessageSizeTooLargeError, RetriableError
 from kafka.record import util as kafka_record_util
 from kafka.structs import OffsetAndMetadata
 
@@ -351,13 +351,12 @@ class Scorer:
             errors.append(error)
         acknowledged, failed = [], messages[len(sent):]
         deadline = time.monotonic() + FLUSH_TIMEOUT_S
-        for message, future in zip(messages, sent):
-            try:  # get(), not flush(), follows a batch the producer split after the broker refused it
-                if not isinstance(future, Exception):
-                    future.get(timeout=max(0.0, deadline - time.monotonic()))
-                    acknowledged.append(message)
-                    continue
-                raise future
+        for message, outcome in zip(messages, sent):
+            try:
+                if isinstance(outcome, Exception):  # refused by the producer itself
+                    raise outcome
+                outcome.get(timeout=max(0.0, deadline - time.monotonic()))  # get(), not flush(), follows a split batch
+                acknowledged.append(message)
             except KafkaError as error:
                 errors.append(error)
                 failed.append(self._to_resend(message, error))
@@ -579,4 +578,3 @@ def warn_if_slow_checksums() -> None:
         log_event(log, "slow_checksums", logging.WARNING,
                   hint="install the crc32c package: kafka-python then checksums record batches in C, "
                        "several times less CPU per message")
-
