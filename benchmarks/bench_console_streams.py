@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipelines.console.command import _answers  # noqa: E402
-from pipelines.streaming.kafka_io import create_topics, make_admin, make_producer  # noqa: E402
+from pipelines.kafka.kafka_io import create_topics, make_admin, make_producer  # noqa: E402
 
 
 def rss_mb(pid: int) -> float:

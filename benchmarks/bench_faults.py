@@ -46,13 +46,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_kafka_throughput import OutputReader, build_model, ecg_beats, unique_messages  # noqa: E402
 
 from agad_stream import ModelRegistry  # noqa: E402
-from pipelines.kafka_scorer import PRESETS  # noqa: E402
+from pipelines.streaming.command import PRESETS  # noqa: E402
 from pipelines.learning.labels import encode_confirmation  # noqa: E402
 from pipelines.learning.reference import save_reference  # noqa: E402
-from pipelines.model_dir import load_model_dir  # noqa: E402
-from pipelines.replay import Message  # noqa: E402
-from pipelines.streaming.kafka_io import create_topics, make_admin, make_consumer, make_producer, quiet_kafka_logging  # noqa: E402
-from pipelines.streaming.local_broker import LocalBroker  # noqa: E402
+from pipelines.offline.model_dir import load_model_dir  # noqa: E402
+from pipelines.streaming.replay import Message  # noqa: E402
+from pipelines.kafka.kafka_io import create_topics, make_admin, make_consumer, make_producer, quiet_kafka_logging  # noqa: E402
+from pipelines.kafka.local_broker import LocalBroker  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 #: scores are "fresh" again once a window is scored within this long of being sent

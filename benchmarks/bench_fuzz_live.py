@@ -52,17 +52,17 @@ from bench_kafka_throughput import build_model, ecg_beats, unique_messages  # no
 from hostile_messages import Hostile, hostile_message, huge_window  # noqa: E402
 from kafka_support import ScorerProcess, Topics, process_args, read_topic  # noqa: E402
 
-from pipelines.replay import Message  # noqa: E402
+from pipelines.streaming.replay import Message  # noqa: E402
 
-from pipelines.streaming import codec  # noqa: E402
-from pipelines.streaming.kafka_io import (  # noqa: E402
+from pipelines.kafka import codec  # noqa: E402
+from pipelines.kafka.kafka_io import (  # noqa: E402
     create_topics,
     make_consumer,
     make_producer,
     quiet_kafka_logging,
     topic_max_message_bytes,
 )
-from pipelines.streaming.local_broker import LocalBroker  # noqa: E402
+from pipelines.kafka.local_broker import LocalBroker  # noqa: E402
 
 #: an oversize value this close to the dead-letter topic's limit may go either way (whole or
 #: reference), depending on its key and headers; further from it, the way is prescribed

@@ -37,8 +37,8 @@ from bench_kafka_throughput import build_model, ecg_beats, send_all, unique_mess
 from kafka_support import ScorerProcess  # noqa: E402
 
 from agad_stream import ModelRegistry  # noqa: E402
-from pipelines.streaming.kafka_io import create_topics, quiet_kafka_logging  # noqa: E402
-from pipelines.streaming.local_broker import LocalBroker  # noqa: E402
+from pipelines.kafka.kafka_io import create_topics, quiet_kafka_logging  # noqa: E402
+from pipelines.kafka.local_broker import LocalBroker  # noqa: E402
 
 
 def scorer_args(bootstrap: str, registry: Path, name: str) -> list[str]:

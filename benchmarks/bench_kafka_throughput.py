@@ -49,12 +49,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agad_stream import AGAD, ModelRegistry
 from modalities import get_modality
-from pipelines.kafka_scorer import PRESETS
-from pipelines.model_dir import save_model_dir
-from pipelines.replay import window_messages
-from pipelines.streaming import codec
-from pipelines.streaming.kafka_io import create_topics, make_consumer, make_producer, quiet_kafka_logging
-from pipelines.streaming.metrics import STAGES
+from pipelines.streaming.command import PRESETS
+from pipelines.offline.model_dir import save_model_dir
+from pipelines.streaming.replay import window_messages
+from pipelines.kafka import codec
+from pipelines.kafka.kafka_io import create_topics, make_consumer, make_producer, quiet_kafka_logging
+from pipelines.kafka.metrics import STAGES
 from pipelines.streaming.serving import ENGINES, load_served_model
 
 REPO = Path(__file__).resolve().parents[1]

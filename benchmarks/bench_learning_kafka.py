@@ -34,9 +34,9 @@ from agad_stream import AGAD, ModelRegistry  # noqa: E402
 from modalities import get_modality  # noqa: E402
 from pipelines.learning.labels import encode_confirmation  # noqa: E402
 from pipelines.learning.reference import save_reference  # noqa: E402
-from pipelines.model_dir import save_model_dir  # noqa: E402
-from pipelines.replay import Message, window_messages  # noqa: E402
-from pipelines.streaming.kafka_io import create_topics, make_consumer, make_producer  # noqa: E402
+from pipelines.offline.model_dir import save_model_dir  # noqa: E402
+from pipelines.streaming.replay import Message, window_messages  # noqa: E402
+from pipelines.kafka.kafka_io import create_topics, make_consumer, make_producer  # noqa: E402
 
 TRAIN_RECORDS = ["100", "105", "108", "116", "121", "123"]
 TEST_RECORDS = ["119", "200"]

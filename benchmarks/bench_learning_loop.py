@@ -29,7 +29,7 @@ from pipelines.learning.labels import Confirmation  # noqa: E402
 from pipelines.learning.reference import load_reference, save_reference  # noqa: E402
 from pipelines.learning.retrain import INITS, RetrainConfig, retrain_once  # noqa: E402
 from pipelines.learning.store import LabelStore  # noqa: E402
-from pipelines.model_dir import load_model_dir, save_model_dir  # noqa: E402
+from pipelines.offline.model_dir import load_model_dir, save_model_dir  # noqa: E402
 from pipelines.streaming.thresholds import StreamThresholds, ThresholdConfig  # noqa: E402
 
 TRAIN_RECORDS = ["100", "105", "108", "116", "121", "123"]

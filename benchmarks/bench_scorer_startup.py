@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from bench_kafka_throughput import (  # noqa: E402
     OutputReader, build_model, ecg_beats, published, send_all, unique_messages,
 )
-from pipelines.streaming.kafka_io import create_topics, quiet_kafka_logging  # noqa: E402
+from pipelines.kafka.kafka_io import create_topics, quiet_kafka_logging  # noqa: E402
 
 ENGINES = ("onnx", "torch")
 

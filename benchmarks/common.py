@@ -23,9 +23,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from agad_stream import AGAD  # noqa: E402
-from pipelines.baselines import ALL_BASELINE_NAMES, BASELINE_NAMES, parse_agad_settings  # noqa: E402
-from pipelines.offline import score_detectors  # noqa: E402
-from pipelines.reports import ranking_metrics  # noqa: E402
+from pipelines.offline.baselines import ALL_BASELINE_NAMES, BASELINE_NAMES, parse_agad_settings  # noqa: E402
+from pipelines.offline.command import score_detectors  # noqa: E402
+from pipelines.offline.reports import ranking_metrics  # noqa: E402
 
 #: data folder used when neither --data nor AGAD_DATA is given (the shared data beside the repository)
 DEFAULT_DATA_ROOT = REPO.parent / "shared" / "data"

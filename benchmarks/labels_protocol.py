@@ -20,7 +20,7 @@ from agad_stream.estimator import DEFAULT_ANOMALIES_PER_BATCH, auto_batch_size, 
 from agad_stream.losses import bce_fake, bce_real
 from agad_stream.networks import Discriminator
 from agad_stream.training import init_weights
-from pipelines.baselines import agad_without_adcon, build_baseline, plain_autoencoder
+from pipelines.offline.baselines import agad_without_adcon, build_baseline, plain_autoencoder
 
 #: AAMI beat classes (ANSI/AAMI EC57) of the MIT-BIH annotation symbols; paced and unclassifiable beats are Q
 AAMI_CLASS = {**dict.fromkeys("NLRej", "N"), **dict.fromkeys("AaJS", "S"), **dict.fromkeys("VE", "V"),

@@ -14,19 +14,19 @@ import logging
 import sys
 from collections.abc import Iterable
 
-from pipelines.streaming import security
+from pipelines.kafka import security
 
 #: command -> (module that registers it, one-line help for the command list)
 COMMANDS = {
-    "bench-images": ("pipelines.bench_images", "one-vs-rest AUROC on Fashion-MNIST/MNIST (the paper's image table)"),
-    "train": ("pipelines.offline", "train AGAD on normal windows of a dataset"),
-    "evaluate": ("pipelines.offline", "metrics, plots and baselines on held-out windows"),
-    "score-file": ("pipelines.offline", "score every window of a record or file into a CSV"),
-    "publish": ("pipelines.publish", "add a model directory to a registry (hot-reloaded by `score`)"),
-    "score": ("pipelines.kafka_scorer", "score windows from a Kafka topic live (at-least-once, hot reload)"),
-    "replay": ("pipelines.replay", "stream a dataset's windows into a Kafka topic at a target rate"),
-    "monitor": ("pipelines.monitor", "running summary of a scores topic: alarms, live AUROC, latency"),
-    "demo": ("pipelines.demo", "train, serve and replay MIT-BIH ECG through Kafka; prints the live AUROC"),
+    "bench-images": ("pipelines.offline.bench_images", "one-vs-rest AUROC on Fashion-MNIST/MNIST (the paper's image table)"),
+    "train": ("pipelines.offline.command", "train AGAD on normal windows of a dataset"),
+    "evaluate": ("pipelines.offline.command", "metrics, plots and baselines on held-out windows"),
+    "score-file": ("pipelines.offline.command", "score every window of a record or file into a CSV"),
+    "publish": ("pipelines.streaming.publish", "add a model directory to a registry (hot-reloaded by `score`)"),
+    "score": ("pipelines.streaming.command", "score windows from a Kafka topic live (at-least-once, hot reload)"),
+    "replay": ("pipelines.streaming.replay", "stream a dataset's windows into a Kafka topic at a target rate"),
+    "monitor": ("pipelines.streaming.monitor", "running summary of a scores topic: alarms, live AUROC, latency"),
+    "demo": ("pipelines.demo.command", "train, serve and replay MIT-BIH ECG through Kafka; prints the live AUROC"),
     "retrain": ("pipelines.learning.retrain", "retrain on confirmed labels from Kafka, behind a promotion gate"),
     "models": ("pipelines.learning.models", "list, show, promote, roll back and prune registry versions"),
     "console": ("pipelines.console.command", "web console: live streams, alarms to confirm, model versions"),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipelines.streaming import codec
+from pipelines.kafka import codec
 
 
 @dataclass

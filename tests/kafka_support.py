@@ -25,11 +25,11 @@ from kafka import TopicPartition
 
 from agad_stream import AGAD
 from modalities import Windows, get_modality
-from pipelines.model_dir import save_model_dir
-from pipelines.replay import Message, window_messages
-from pipelines.streaming.kafka_io import broker_answers, create_topics, make_consumer, make_producer
+from pipelines.offline.model_dir import save_model_dir
+from pipelines.streaming.replay import Message, window_messages
+from pipelines.kafka.kafka_io import broker_answers, create_topics, make_consumer, make_producer
 from pipelines.streaming.loop import Scorer, ScorerConfig
-from pipelines.streaming.metrics import ScorerMetrics
+from pipelines.kafka.metrics import ScorerMetrics
 from pipelines.streaming.serving import ModelSource
 
 REPO = Path(__file__).resolve().parents[1]

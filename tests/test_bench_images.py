@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.baselines import parse_agad_settings
-from pipelines.bench_images import draw_labelled_anomalies, validation_split
+from pipelines.offline.baselines import parse_agad_settings
+from pipelines.offline.bench_images import draw_labelled_anomalies, validation_split
 from pipelines.cli import main
 
 SLICE = Path(__file__).parent / "data" / "fashion-mnist"

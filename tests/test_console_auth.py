@@ -13,7 +13,7 @@ from pipelines.cli import build_parser  # noqa: E402
 from pipelines.console.app import printable  # noqa: E402
 from pipelines.console.auth import RateLimiter, load_users  # noqa: E402
 from pipelines.console.command import build  # noqa: E402
-from pipelines.streaming.kafka_io import create_topics  # noqa: E402
+from pipelines.kafka.kafka_io import create_topics  # noqa: E402
 
 pytest_plugins = ["kafka_support"]
 TOKEN = "s3cret-token-for-tests"

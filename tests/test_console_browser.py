@@ -22,11 +22,11 @@ from console_support import PASSWORDS, Console, call, free_port, login, users_fi
 from kafka_support import ECG_SLICE, ThreadScorer, Topics, messages, read_topic, scorer_config, send, until_ids  # noqa: E402,E501
 from modalities.image import ImageModality  # noqa: E402
 from pipelines.learning import signing  # noqa: E402
-from pipelines.model_dir import save_model_dir  # noqa: E402
+from pipelines.offline.model_dir import save_model_dir  # noqa: E402
 from modalities import get_modality  # noqa: E402
-from pipelines.replay import encode_message, recording_times, window_messages  # noqa: E402
-from pipelines.streaming import codec  # noqa: E402
-from pipelines.streaming.kafka_io import create_topics, make_producer  # noqa: E402
+from pipelines.streaming.replay import encode_message, recording_times, window_messages  # noqa: E402
+from pipelines.kafka import codec  # noqa: E402
+from pipelines.kafka.kafka_io import create_topics, make_producer  # noqa: E402
 from pipelines.streaming.serving import ModelSource  # noqa: E402
 
 webdriver = pytest.importorskip("selenium.webdriver")

@@ -18,7 +18,7 @@ from kafka_support import ScorerProcess  # noqa: E402
 from pipelines.cli import build_parser, main  # noqa: E402
 from pipelines.console.command import _answers, build  # noqa: E402
 from pipelines.console.feed import short_key  # noqa: E402
-from pipelines.streaming.kafka_io import create_topics, make_producer  # noqa: E402
+from pipelines.kafka.kafka_io import create_topics, make_producer  # noqa: E402
 
 pytest_plugins = ["kafka_support"]
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(240)]

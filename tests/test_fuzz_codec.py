@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hostile_messages import KINDS, hostile_message
-from pipelines.streaming import codec
+from pipelines.kafka import codec
 
 SHAPE = (2, 6)
 MAX_BYTES = 20_000

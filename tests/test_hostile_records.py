@@ -17,9 +17,9 @@ from pipelines.cli import main as cli_main  # noqa: E402
 from pipelines.learning.labels import encode_confirmation  # noqa: E402
 from pipelines.learning.reference import save_reference  # noqa: E402
 from pipelines.learning.store import LabelStore  # noqa: E402
-from pipelines.replay import Message  # noqa: E402
-from pipelines.streaming import codec  # noqa: E402
-from pipelines.streaming.kafka_io import create_topics, make_admin  # noqa: E402
+from pipelines.streaming.replay import Message  # noqa: E402
+from pipelines.kafka import codec  # noqa: E402
+from pipelines.kafka.kafka_io import create_topics, make_admin  # noqa: E402
 from pipelines.streaming.serving import ModelSource  # noqa: E402
 
 pytest_plugins = ["kafka_support"]  # fixtures: kafka_bootstrap, make_topics, ecg_windows, model_dirs
@@ -155,7 +155,7 @@ def guarded_registry(tmp_path_factory, ecg_windows):
     from kafka_support import ECG_SLICE
     from modalities import get_modality
     from pipelines.learning.reference import load_reference
-    from pipelines.model_dir import save_model_dir
+    from pipelines.offline.model_dir import save_model_dir
     normal = ecg_windows.X[ecg_windows.y == 0]
     root = tmp_path_factory.mktemp("guarded")
     registry = ModelRegistry(root / "registry")

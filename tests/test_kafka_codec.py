@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from pipelines.streaming import codec
+from pipelines.kafka import codec
 
 SHAPE = (2, 6)
 

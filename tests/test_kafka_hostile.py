@@ -24,8 +24,8 @@ from kafka_support import (  # noqa: E402
     until_ids,
 )
 from modalities.ecg import ECGModality  # noqa: E402
-from pipelines.streaming import codec  # noqa: E402
-from pipelines.streaming.kafka_io import create_topics  # noqa: E402
+from pipelines.kafka import codec  # noqa: E402
+from pipelines.kafka.kafka_io import create_topics  # noqa: E402
 from pipelines.streaming.serving import ModelSource  # noqa: E402
 
 pytest_plugins = ["kafka_support"]  # fixtures: kafka_bootstrap, make_topics, ecg_windows, model_dirs

@@ -5,7 +5,7 @@ from collections import namedtuple
 
 from kafka import TopicPartition
 
-from pipelines.streaming.metrics import ScorerMetrics
+from pipelines.kafka.metrics import ScorerMetrics
 from pipelines.streaming.rebalance import PendingRecords, RedeliverOnRebalance
 
 Record = namedtuple("Record", "topic partition offset")

@@ -28,7 +28,7 @@ from kafka_support import (  # noqa: E402
     until_ids,
 )
 from pipelines.cli import main as cli_main  # noqa: E402
-from pipelines.streaming import codec  # noqa: E402
+from pipelines.kafka import codec  # noqa: E402
 from pipelines.streaming.serving import ModelSource  # noqa: E402
 
 pytest_plugins = ["kafka_support"]  # fixtures: kafka_bootstrap, make_topics, ecg_windows, model_dirs, scorer_processes

@@ -19,10 +19,10 @@ pytest.register_assert_rewrite("kafka_support")
 
 from kafka_support import read_topic, scored_ids  # noqa: E402
 from pipelines import cli  # noqa: E402
-from pipelines.streaming import security  # noqa: E402
+from pipelines.kafka import security  # noqa: E402
 from kafka.errors import KafkaError  # noqa: E402
-from pipelines.streaming.kafka_io import create_topics, make_admin  # noqa: E402
-from pipelines.streaming.local_broker import LocalBroker, free_port  # noqa: E402
+from pipelines.kafka.kafka_io import create_topics, make_admin  # noqa: E402
+from pipelines.kafka.local_broker import LocalBroker, free_port  # noqa: E402
 
 pytest_plugins = ["kafka_support"]  # fixtures: model_dirs, ecg_windows, scorer_processes
 

@@ -38,9 +38,9 @@ from pipelines.learning.labels import encode_confirmation  # noqa: E402
 from pipelines.learning.reference import load_reference, save_reference  # noqa: E402
 from pipelines.learning.retrain import PAUSE_ENV  # noqa: E402
 from pipelines.learning.store import LabelStore, split_of  # noqa: E402
-from pipelines.model_dir import save_model_dir  # noqa: E402
-from pipelines.replay import Message, encode_message  # noqa: E402
-from pipelines.streaming.kafka_io import create_topics  # noqa: E402
+from pipelines.offline.model_dir import save_model_dir  # noqa: E402
+from pipelines.streaming.replay import Message, encode_message  # noqa: E402
+from pipelines.kafka.kafka_io import create_topics  # noqa: E402
 from pipelines.streaming.serving import ModelSource  # noqa: E402
 
 pytest_plugins = ["kafka_support"]

@@ -16,7 +16,7 @@ pytest.register_assert_rewrite("kafka_support")
 from kafka_support import (ECG_SLICE, ThreadScorer, messages, read_topic, scorer_config, send,  # noqa: E402
                            until_ids)
 from pipelines.cli import main as cli_main  # noqa: E402
-from pipelines.streaming.kafka_io import create_topics, quiet_kafka_logging  # noqa: E402
+from pipelines.kafka.kafka_io import create_topics, quiet_kafka_logging  # noqa: E402
 from pipelines.streaming.serving import ModelSource  # noqa: E402
 from pipelines.streaming.thresholds import StreamThresholds, ThresholdConfig, read_state  # noqa: E402
 

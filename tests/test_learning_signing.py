@@ -7,7 +7,7 @@ import pytest
 
 from pipelines.learning import signing
 from pipelines.learning.labels import BAD_SIGNATURE, UNSIGNED, SignaturePolicy, decode_confirmation, encode_confirmation
-from pipelines.streaming import codec
+from pipelines.kafka import codec
 
 KEY = b"0123456789abcdef0123456789abcdef"
 

@@ -9,7 +9,7 @@ import pytest
 from pipelines.learning import signing
 from pipelines.learning.labels import SignaturePolicy, decode_confirmation, encode_confirmation
 from pipelines.learning.store import LabelStore, split_of
-from pipelines.streaming import codec
+from pipelines.kafka import codec
 
 SHAPE = (1, 8)
 

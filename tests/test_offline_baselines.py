@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from agad_stream import AGAD
-from pipelines.baselines import ALL_BASELINE_NAMES, agad_without_adcon, build_baseline, plain_autoencoder
-from pipelines.reports import explanation_indices, ranking_metrics, threshold_metrics
+from pipelines.offline.baselines import ALL_BASELINE_NAMES, agad_without_adcon, build_baseline, plain_autoencoder
+from pipelines.offline.reports import explanation_indices, ranking_metrics, threshold_metrics
 
 
 def blobs(n_normal: int = 300, n_anomalous: int = 30, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

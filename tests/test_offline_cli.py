@@ -11,7 +11,7 @@ import pytest
 import torch
 import wfdb
 
-from pipelines.baselines import BASELINE_NAMES
+from pipelines.offline.baselines import BASELINE_NAMES
 from pipelines.cli import main
 
 DATA = Path(__file__).parent / "data"

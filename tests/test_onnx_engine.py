@@ -30,7 +30,7 @@ from agad_stream.onnx_export import ExportError, check_graph, export_checkpoint
 from modalities import get_modality
 from modalities.image import ImageModality
 from pipelines.cli import main as cli_main
-from pipelines.model_dir import load_model_modality, save_model_dir
+from pipelines.offline.model_dir import load_model_modality, save_model_dir
 from pipelines.streaming.onnx_engine import OnnxAGAD
 from pipelines.streaming.serving import ModelSource
 
@@ -215,7 +215,7 @@ def test_hot_reload_on_the_onnx_engine_skips_a_bad_version(ecg, tmp_path):
 SERVE_WITHOUT_TORCH = """
 import sys
 import numpy as np
-from pipelines.streaming import codec
+from pipelines.kafka import codec
 from pipelines.streaming.serving import ModelSource
 served = ModelSource(model_dir=sys.argv[1], engine="onnx", device="cpu").load()
 raw = np.load(sys.argv[2])

@@ -3,7 +3,7 @@
 import pytest
 
 from pipelines.cli import build_parser
-from pipelines.kafka_scorer import PRESETS, config_from_args
+from pipelines.streaming.command import PRESETS, config_from_args
 
 REQUIRED = ["score", "--model", "m", "--in-topic", "a", "--out-topic", "b", "--dlq-topic", "c", "--group", "g"]
 

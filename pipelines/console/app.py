@@ -27,8 +27,8 @@ from pipelines.console.explain import Models, explain
 from pipelines.console.feed import STREAMS_PAGE, Feed
 from pipelines.learning.labels import AAMI_CLASSES, check_text_field
 from pipelines.learning.models import rollback_target, switch_to
-from pipelines.streaming.codec import InvalidMessage
-from pipelines.streaming.metrics import log_event
+from pipelines.kafka.codec import InvalidMessage
+from pipelines.kafka.metrics import log_event
 
 log = logging.getLogger("agad_stream.console")
 STATIC = Path(__file__).parent / "static"

@@ -28,7 +28,7 @@ from pipelines.console.auth import Authenticator, check_bind, hash_password, is_
 from pipelines.console.explain import Models
 from pipelines.console.feed import Feed, FeedConfig
 from pipelines.learning import signing
-from pipelines.streaming.kafka_io import quiet_kafka_logging
+from pipelines.kafka.kafka_io import quiet_kafka_logging
 
 DEFAULT_PORT = 8765
 TOKEN_ENV = "AGAD_CONSOLE_TOKEN"

@@ -19,9 +19,9 @@ import numpy as np
 from kafka import TopicPartition
 
 from pipelines.learning.labels import encode_confirmation
-from pipelines.streaming import codec
-from pipelines.streaming.kafka_io import create_topics, make_consumer, make_producer
-from pipelines.streaming.metrics import log_event
+from pipelines.kafka import codec
+from pipelines.kafka.kafka_io import create_topics, make_consumer, make_producer
+from pipelines.kafka.metrics import log_event
 
 log = logging.getLogger("agad_stream.console")
 NO_STREAM = "(no stream)"

@@ -18,9 +18,9 @@ from kafka.structs import OffsetAndMetadata
 
 from pipelines.learning.labels import SignaturePolicy, decode_confirmation
 from pipelines.learning.store import LabelStore
-from pipelines.streaming import codec
-from pipelines.streaming.kafka_io import make_consumer, make_producer, topic_max_message_bytes
-from pipelines.streaming.metrics import log_event
+from pipelines.kafka import codec
+from pipelines.kafka.kafka_io import make_consumer, make_producer, topic_max_message_bytes
+from pipelines.kafka.metrics import log_event
 
 log = logging.getLogger("agad_stream.retrain")
 

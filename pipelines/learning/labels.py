@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipelines.learning import signing
-from pipelines.streaming import codec
+from pipelines.kafka import codec
 
 REQUIRED = ("id", "label", "values", "labelled_by")
 #: dead-letter reasons of the labels topic, besides the codec's

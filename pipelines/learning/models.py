@@ -19,7 +19,7 @@ import time
 from agad_stream import ModelRegistry
 from modalities.arrays import read_npy
 from pipelines.learning.reference import DEFAULT_HOLDOUT, save_reference
-from pipelines.model_dir import load_model_dir
+from pipelines.offline.model_dir import load_model_dir
 from pipelines.streaming.serving import resolve_raw_shape
 
 SWITCH_EVENTS = ("promoted", "manual_promote", "rollback")

@@ -48,9 +48,9 @@ from pipelines.learning.ingest import LabelIngest
 from pipelines.learning.labels import SignaturePolicy
 from pipelines.learning.reference import load_reference
 from pipelines.learning.store import LabelStore
-from pipelines.model_dir import load_model_dir, save_model_dir
-from pipelines.streaming.kafka_io import quiet_kafka_logging
-from pipelines.streaming.metrics import log_event
+from pipelines.offline.model_dir import load_model_dir, save_model_dir
+from pipelines.kafka.kafka_io import quiet_kafka_logging
+from pipelines.kafka.metrics import log_event
 from pipelines.streaming.serving import resolve_raw_shape
 
 if TYPE_CHECKING:

@@ -1,5 +1,5 @@
-"""Kafka live scoring: message codec, model serving with hot reload, metrics and the scoring loop.
+"""Live scoring: the `score` command (command.py) and its loop, model serving with hot reload
+(torch or ONNX Runtime), per-stream thresholds; and the `replay`, `monitor` and `publish` commands.
 
-`codec` is pure (bytes in, bytes out, no Kafka); `loop.Scorer` is the only part that
-talks to the broker.
+`loop.Scorer` is the only part that talks to the broker.
 """

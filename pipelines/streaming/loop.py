@@ -35,9 +35,9 @@ from kafka.errors import CommitFailedError, KafkaError, MessageSizeTooLargeError
 from kafka.record import util as kafka_record_util
 from kafka.structs import OffsetAndMetadata
 
-from pipelines.streaming import codec
-from pipelines.streaming.kafka_io import make_consumer, make_producer, topic_max_message_bytes
-from pipelines.streaming.metrics import ScorerMetrics, log_event
+from pipelines.kafka import codec
+from pipelines.kafka.kafka_io import make_consumer, make_producer, topic_max_message_bytes
+from pipelines.kafka.metrics import ScorerMetrics, log_event
 from pipelines.streaming.rebalance import PendingRecords, RedeliverOnRebalance
 from pipelines.streaming.serving import ModelSource, ServedModel
 from pipelines.streaming.thresholds import StreamThresholds

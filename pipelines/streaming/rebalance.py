@@ -15,7 +15,7 @@ import threading
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 
-from pipelines.streaming.metrics import ScorerMetrics, log_event
+from pipelines.kafka.metrics import ScorerMetrics, log_event
 
 log = logging.getLogger("agad_stream.scorer")
 

@@ -27,8 +27,8 @@ import numpy as np
 from agad_stream import ModelRegistry
 from agad_stream.checkpoint import ONNX_SHA256_KEY, read_metadata
 from modalities import Modality
-from pipelines.model_dir import load_model_dir, load_model_modality
-from pipelines.streaming.metrics import log_event
+from pipelines.offline.model_dir import load_model_dir, load_model_modality
+from pipelines.kafka.metrics import log_event
 
 if TYPE_CHECKING:
     from agad_stream import AGAD

@@ -47,7 +47,7 @@ import numpy as np
 
 from agad_stream.calibration import pot_threshold
 from agad_stream.model_registry import atomic_write_bytes
-from pipelines.streaming.metrics import log_event
+from pipelines.kafka.metrics import log_event
 
 log = logging.getLogger("agad_stream.scorer")
 

@@ -11,8 +11,8 @@ import argparse
 import signal
 import sys
 
-from pipelines.streaming import codec
-from pipelines.streaming.kafka_io import quiet_kafka_logging
+from pipelines.kafka import codec
+from pipelines.kafka.kafka_io import quiet_kafka_logging
 from pipelines.streaming.loop import Scorer, ScorerConfig
 from pipelines.streaming.serving import ENGINES, ModelSource
 from pipelines.streaming.thresholds import MODES, StreamThresholds, ThresholdConfig

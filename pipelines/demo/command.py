@@ -38,12 +38,12 @@ from tqdm.auto import tqdm
 from agad_stream import ModelRegistry
 from modalities import Modality, Windows, get_modality
 from pipelines.console.command import DEFAULT_PORT, start_console_process
-from pipelines.learning import demo_loop
+from pipelines.demo import loop_step
 from pipelines.learning.reference import load_reference, save_reference
-from pipelines.model_dir import save_model_dir
-from pipelines.monitor import follow, format_snapshot, open_scores
-from pipelines.replay import send_messages, window_messages
-from pipelines.streaming.kafka_io import broker_answers, create_topics, make_producer, quiet_kafka_logging
+from pipelines.offline.model_dir import save_model_dir
+from pipelines.streaming.monitor import follow, format_snapshot, open_scores
+from pipelines.streaming.replay import send_messages, window_messages
+from pipelines.kafka.kafka_io import broker_answers, create_topics, make_producer, quiet_kafka_logging
 
 if TYPE_CHECKING:
     from agad_stream import AGAD
@@ -166,7 +166,7 @@ def watch_scores(windows: Windows, topics: dict[str, str], scorer: subprocess.Po
     threading.Thread(target=stop_when_exited, args=(scorer, stop), daemon=True).start()
     try:
         replay = replay_in_background(windows, topics["in"], args)
-        final = follow(consumer, demo_loop.PassSummary(), expect=len(windows), idle_timeout_s=args.idle_timeout,
+        final = follow(consumer, loop_step.PassSummary(), expect=len(windows), idle_timeout_s=args.idle_timeout,
                        interval_s=2.0, report=lambda s: tqdm.write("  live: " + format_snapshot(s)), stop=stop)
         replay.join()
     finally:
@@ -180,15 +180,15 @@ def learning_loop(model: AGAD, modality: Modality, data: Path, registry: ModelRe
     (fine-tuning with the first version's budget, --epochs)."""
     records = args.confirm_records or args.train_records
     windows = modality.load(data, records=records.split(","))
-    counts = demo_loop.confirm(model, modality, windows, args.confirmations, registry.current_version(),
+    counts = loop_step.confirm(model, modality, windows, args.confirmations, registry.current_version(),
                                args.bootstrap_servers, topics["labels"])
     print(f"\nlearning loop: a reviewer confirmed {counts['anomalies']} PVCs and {counts['false_alarms']} false alarms "
           f"of records {records} on {topics['labels']}; retraining once "
           f"(fine-tune, {args.epochs} epoch(s))", flush=True)
     started = time.monotonic()
-    decision = demo_loop.retrain(registry.root, args.bootstrap_servers, topics["labels"], f"{topics['group']}-retrain",
+    decision = loop_step.retrain(registry.root, args.bootstrap_servers, topics["labels"], f"{topics['group']}-retrain",
                                  args.epochs, args.torch_threads, work / "retrain.log", REPO)
-    print(f"retrain --once took {time.monotonic() - started:.0f} s: {demo_loop.format_decision(decision)}")
+    print(f"retrain --once took {time.monotonic() - started:.0f} s: {loop_step.format_decision(decision)}")
     print(f"replaying records {args.replay_records} again; the registry's current version is "
           f"{registry.current_version()}", flush=True)
 
@@ -254,7 +254,7 @@ def report(passes: dict[str, dict], expected: int, records: str, log_path: Path)
         return 1
     print(f"held-out records {records}, at the scorer's threshold:")
     for name, final in passes.items():
-        print("  " + demo_loop.format_pass(name, final))
+        print("  " + loop_step.format_pass(name, final))
     return 0
 
 

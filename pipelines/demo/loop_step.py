@@ -18,8 +18,8 @@ import numpy as np
 from agad_stream import ModelRegistry
 from modalities import Modality, Windows
 from pipelines.learning.labels import encode_confirmation
-from pipelines.monitor import LiveSummary
-from pipelines.streaming.kafka_io import make_producer
+from pipelines.streaming.monitor import LiveSummary
+from pipelines.kafka.kafka_io import make_producer
 
 if TYPE_CHECKING:
     from agad_stream import AGAD

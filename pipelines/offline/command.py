@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from modalities import Modality, Windows, aggregate_scores, get_modality, load_modality
-from pipelines import reports
-from pipelines.baselines import BASELINE_NAMES, fit_baselines
-from pipelines.model_dir import MODALITY_FILE, load_model_dir, save_model_dir
+from pipelines.offline import reports
+from pipelines.offline.baselines import BASELINE_NAMES, fit_baselines
+from pipelines.offline.model_dir import MODALITY_FILE, load_model_dir, save_model_dir
 
 if TYPE_CHECKING:
     from agad_stream import AGAD

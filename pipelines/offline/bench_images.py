@@ -26,7 +26,7 @@ from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
 from modalities.image import ImageModality
-from pipelines.baselines import ALL_BASELINE_NAMES, build_baseline, parse_agad_settings
+from pipelines.offline.baselines import ALL_BASELINE_NAMES, build_baseline, parse_agad_settings
 
 #: methods that can use labelled anomalies (γ > 0); the other baselines are fitted once, on normals
 SUPERVISED = ("AGAD", "agad-no-adcon")

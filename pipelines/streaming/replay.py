@@ -28,10 +28,10 @@ from tqdm.auto import tqdm
 
 from modalities import Modality, Windows
 from modalities.ecg import find_records
-from pipelines.model_dir import load_model_dir
-from pipelines.offline import MODALITIES, add_data_options, build_modality, load_options, relabel
-from pipelines.streaming import codec
-from pipelines.streaming.kafka_io import make_producer, quiet_kafka_logging
+from pipelines.offline.model_dir import load_model_dir
+from pipelines.offline.command import MODALITIES, add_data_options, build_modality, load_options, relabel
+from pipelines.kafka import codec
+from pipelines.kafka.kafka_io import make_producer, quiet_kafka_logging
 
 ENCODINGS = ("json", "binary")
 

@@ -1,7 +1,7 @@
 """Small broker helpers shared by replay, monitor, demo, tests and the benchmark.
 
 Every Kafka client of the pipeline is built here (`make_producer`, `make_consumer`,
-`make_admin`), so each one gets the security settings of `pipelines.streaming.security`."""
+`make_admin`), so each one gets the security settings of `pipelines.kafka.security`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import (CoordinatorLoadInProgressError, CoordinatorNotAvailableError, KafkaError,
                           NotCoordinatorError, TopicAlreadyExistsError)
 
-from pipelines.streaming import security
+from pipelines.kafka import security
 
 
 def broker_answers(bootstrap_servers: str, timeout_ms: int = 3000) -> bool:

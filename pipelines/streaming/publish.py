@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from agad_stream import ModelRegistry
-from pipelines.model_dir import load_model_dir
+from pipelines.offline.model_dir import load_model_dir
 
 
 def register(subparsers) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 from kafka import KafkaConsumer, TopicPartition
 from sklearn.metrics import roc_auc_score
 
-from pipelines.streaming.kafka_io import make_consumer, quiet_kafka_logging
+from pipelines.kafka.kafka_io import make_consumer, quiet_kafka_logging
 
 PARTITION_WAIT_S = 30.0
 #: latency percentiles cover the most recent scores
