@@ -463,6 +463,26 @@ def render_scorer_latency() -> str:
                "--preset throughput|latency")
 
 
+def render_live_runs() -> str:
+    """The live hostile runs and the group-fault run: every good window scored once, every bad one dead-lettered once."""
+    rows = []
+    for name, label in (("fuzz_live.json", "`bench_fuzz_live.py`, full size"),
+                        ("fuzz_live_long_keys_huge.json", "`bench_fuzz_live.py --good 2000 --bad 2000 --big 20 --long-keys 100 --huge 100`")):
+        r = load(name)["results"]
+        rows.append([label, f"{r['good_scored_once']:,} of {r['good']:,}", str(r["good_scored_twice_or_more"]),
+                     f"{r['dead_letters']:,} of {r['bad']:,} ({r['dead_lettered_whole']:,} whole, "
+                     f"{r['dead_lettered_references']} as references)",
+                     f"{r['largest_bytes'] / 1e6:.1f} MB", f"{r['load_average_1m']:.1f}"])
+    g = load("group_faults.json")["results"]
+    by_version = ", ".join(f"{n:,} by version {v}" for v, n in g["scores_by_version"].items())
+    rows.append(["`bench_group_faults.py`, 2 scorers, 8 partitions", f"{g['windows'] - g['missing']:,} of {g['windows']:,} ({by_version})",
+                 str(g["scored_twice_or_more"]), "–", "–", f"{g['load_average_1m']:.1f}"])
+    return table(["run", "good windows scored once", "scored twice or more", "bad messages dead-lettered once",
+                  "largest message", "load average"], rows) + source(
+        ["fuzz_live.json", "fuzz_live_long_keys_huge.json", "group_faults.json"],
+        "nice python benchmarks/bench_fuzz_live.py", "python benchmarks/bench_group_faults.py")
+
+
 def render_rpeaks() -> str:
     d = load("rpeaks.json")
     paced = {"102", "104", "107", "217"}
@@ -496,6 +516,7 @@ RENDERERS = {
     "threshold-state": render_threshold_state,
     "faults": render_faults,
     "scorer-latency": render_scorer_latency,
+    "live-runs": render_live_runs,
     "rpeaks": render_rpeaks,
 }
 
