@@ -48,7 +48,7 @@ from pipelines.kafka.kafka_io import broker_answers, create_topics, make_produce
 if TYPE_CHECKING:
     from agad_stream import AGAD
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 #: MIT-BIH records with PVC annotations: bundled with the repo, else the shared data folder next to it
 DATA_CANDIDATES = (REPO / "data" / "mitdb-mlii-pvc", REPO.parent / "shared" / "data" / "mitdb-mlii-pvc")
 KAFKA_SCRIPT = REPO / "scripts" / "kafka-local.sh"
