@@ -89,11 +89,15 @@ class HeldOutThreshold:
         fit_idx = np.concatenate([train, np.flatnonzero(y == 1)])
         self._fit_scaled(self._scale(X[fit_idx]), y[fit_idx].astype(np.int64))
         calibration = X[validation] if len(validation) else X[train]
+        self._calibrate_scale(calibration)
         self.threshold_ = float(np.quantile(self.score_samples(calibration), 1 - self.target_fpr, method="higher"))
         return self
 
     def _scale(self, X: np.ndarray) -> np.ndarray:
         return ((X - self.mean_) / self.std_).astype(np.float32)
+
+    def _calibrate_scale(self, calibration: np.ndarray) -> None:
+        """Hook for scores that need the held-out normals before the threshold is set."""
 
     def _fit_scaled(self, X: np.ndarray, y: np.ndarray) -> None:
         raise NotImplementedError
@@ -161,6 +165,56 @@ class DiscriminatorClassifier(HeldOutThreshold):
         return -torch.cat(logits).numpy().astype(np.float64)
 
 
+class AGADScore(HeldOutThreshold):
+    """AGAD fitted as usual (defaults), scored with what its discriminator learned from the labels.
+
+    "discriminator": minus D's "real" logit (D is trained to call labelled anomalies and the
+    pseudo-anomalies fake). "combined": the sum of A(x) = ||x - G(x)||_2 and of that D score,
+    each as a robust z-score (median, 1.4826 MAD) of the held-out normals, so neither scale
+    dominates. The question it answers: does AGAD's own D carry the labels' gain that the
+    reconstruction score does not show, while A(x) keeps the unlabelled types?
+    """
+
+    def __init__(self, agad: AGAD, score: str, **kwargs):
+        super().__init__(**kwargs)
+        if score not in ("discriminator", "combined"):
+            raise ValueError(f"score must be 'discriminator' or 'combined', not {score!r}")
+        self.agad = agad
+        self.score = score
+
+    def _fit_scaled(self, X: np.ndarray, y: np.ndarray) -> None:
+        self.agad_ = self.agad.fit(X, y if y.any() else None)
+        self.n_steps_, self.best_step_ = getattr(self.agad_, "n_steps_", None), getattr(self.agad_, "best_step_", None)
+
+    def _discriminator_score(self, scaled: np.ndarray, batch_size: int = 2048) -> np.ndarray:
+        model = self.agad_
+        model.discriminator_.eval()
+        normalised = model._normalise(scaled)
+        with torch.inference_mode():
+            logits = [model.discriminator_(model._to_device(normalised[i:i + batch_size]))[0].cpu()
+                      for i in range(0, len(normalised), batch_size)]
+        return -torch.cat(logits).numpy().astype(np.float64)
+
+    def _parts(self, scaled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.agad_.score_samples(scaled).astype(np.float64), self._discriminator_score(scaled)
+
+    def _calibrate_scale(self, calibration: np.ndarray) -> None:
+        centre, spread = [], []
+        for part in self._parts(self._scale(calibration)):
+            median = float(np.median(part))
+            centre.append(median)
+            spread.append(max(1.4826 * float(np.median(np.abs(part - median))), 1e-12))
+        self.centre_, self.spread_ = centre, spread
+
+    def score_samples(self, X: np.ndarray) -> np.ndarray:
+        scaled = self._scale(X)
+        if self.score == "discriminator":
+            return self._discriminator_score(scaled)
+        reconstruction, discriminator = self._parts(scaled)
+        return ((reconstruction - self.centre_[0]) / self.spread_[0]
+                + (discriminator - self.centre_[1]) / self.spread_[1])
+
+
 class DeepSAD(HeldOutThreshold):
     """Deep SAD (Ruff et al. 2020) from the ``deepod`` package (0.4.1), on the flattened windows.
 
@@ -193,7 +247,8 @@ class DeepSAD(HeldOutThreshold):
 NEEDS_LABELS = ("gradient-boosting", "discriminator-alone")
 #: unsupervised references, fitted at 0 labels only
 UNSUPERVISED_ONLY = ("isolation-forest", "pca")
-LABEL_DETECTORS = ("agad", "agad-no-adcon", "plain-autoencoder", "deep-sad", *NEEDS_LABELS)
+LABEL_DETECTORS = ("agad", "agad-no-adcon", "plain-autoencoder", "deep-sad", *NEEDS_LABELS,
+                   "agad-d-score", "agad-combined-score")
 DETECTOR_NAMES = (*LABEL_DETECTORS, *UNSUPERVISED_ONLY)
 
 
@@ -213,6 +268,8 @@ def build_detector(name: str, seed: int, max_steps: int, deep_sad_epochs: int, *
         "deep-sad": lambda: DeepSAD(epochs=deep_sad_epochs, **common),
         "gradient-boosting": lambda: GradientBoosting(**common),
         "discriminator-alone": lambda: DiscriminatorClassifier(max_steps=max_steps, **common),
+        "agad-d-score": lambda: AGADScore(agad, "discriminator", **common),
+        "agad-combined-score": lambda: AGADScore(agad, "combined", **common),
         "isolation-forest": lambda: build_baseline("isolation-forest", agad),
         "pca": lambda: build_baseline("pca", agad),
     }
