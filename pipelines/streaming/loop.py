@@ -31,7 +31,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError, MessageSizeTooLargeError, RetriableError
+from kafka.errors import (CommitFailedError, FencedInstanceIdError, KafkaError, MessageSizeTooLargeError,
+                          RetriableError)
 from kafka.record import util as kafka_record_util
 from kafka.structs import OffsetAndMetadata
 
@@ -87,6 +88,8 @@ class ScorerConfig:
     fetch_max_wait_ms: int = 100
     #: how long the producer waits for more records before sending a request
     linger_ms: int = 5
+    #: static group membership (pipelines.streaming.membership); None: a dynamic member
+    group_instance_id: str | None = None
 
 
 @dataclass
@@ -459,7 +462,8 @@ class Scorer:
                 self.producer = self.producer or self._make_producer()
                 self.consumer = self._make_consumer()
                 log_event(log, "connected", bootstrap=self.config.bootstrap_servers, group=self.config.group,
-                          topic=self.config.in_topic, client_id=self.config.client_id)
+                          topic=self.config.in_topic, client_id=self.config.client_id,
+                          group_instance_id=self.config.group_instance_id or "none")
                 warn_if_slow_checksums()
                 return True
             except KafkaError as error:
@@ -505,6 +509,7 @@ class Scorer:
         )
 
     def _make_consumer(self) -> KafkaConsumer:
+        static = {"group_instance_id": self.config.group_instance_id} if self.config.group_instance_id else {}
         consumer = make_consumer(
             self.config.bootstrap_servers,
             client_id=self.config.client_id,
@@ -518,6 +523,7 @@ class Scorer:
             reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
             max_partition_fetch_bytes=4 * 1024 * 1024,
             bootstrap_timeout_ms=self.config.bootstrap_timeout_ms,
+            **static,
         )
         consumer.subscribe([self.config.in_topic], listener=RedeliverOnRebalance(consumer, self.pending, self.metrics))
         return consumer
