@@ -107,3 +107,19 @@ def test_an_empty_instance_id_makes_a_dynamic_member(make_topics, model_dirs, sc
     scorer.wait_for(f"event=partitions_assigned partitions={topics.input}")
     assert logged_instance_id(scorer) == "none"
     assert scorer.terminate() == 0
+
+
+def test_a_scorer_fenced_by_a_second_one_with_its_id_stops_with_an_error_naming_it(
+        make_topics, model_dirs, ecg_windows, scorer_processes):
+    topics = make_topics()
+    older = scorer_processes(process_args(topics, model_dirs[0], "--group-instance-id", "shared-id"))
+    older.wait_for(f"event=partitions_assigned partitions={topics.input}")
+    newer = scorer_processes(process_args(topics, model_dirs[0], "--group-instance-id", "shared-id"))
+    newer.wait_for(f"event=partitions_assigned partitions={topics.input}")
+    batch = messages(ecg_windows, "binary")
+    send(topics.bootstrap, topics.input, batch)  # the older one still fetches; its commit is refused
+    assert older.process.wait(120) == 2
+    assert "group instance id 'shared-id', which fenced this one" in older.log()
+    scores = read_topic(topics.bootstrap, topics.output, until_ids({m.id for m in batch}), timeout_s=120)
+    assert set(scored_ids(scores)) == {m.id for m in batch}
+    assert newer.terminate() == 0

@@ -219,6 +219,8 @@ class Scorer:
     def _poll(self, timeout_ms: int, max_records: int) -> dict:
         try:
             return self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        except FencedInstanceIdError:
+            raise self._fenced() from None
         except KafkaError as error:
             self._broker_error("poll", error)
             self._stopping.wait(self.config.initial_backoff_s)
@@ -435,6 +437,8 @@ class Scorer:
                 self.consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()},
                                      timeout_ms=COMMIT_TIMEOUT_MS)
                 return True
+            except FencedInstanceIdError:
+                raise self._fenced() from None
             except CommitFailedError as error:
                 log_event(log, "commit_rejected", logging.WARNING, error=error,
                           note="partitions were reassigned; the batch may be scored twice")
@@ -532,6 +536,13 @@ class Scorer:
         if self.models.refresh():
             self.metrics.model_reloads.inc()
             self.metrics.set_model_version(self.models.current.version)
+
+    def _fenced(self) -> ValueError:
+        """A newer member joined with this scorer's group instance id: this one must stop, or both
+        would score the same partitions (its uncommitted batch is consumed again by the other)."""
+        return ValueError(f"another scorer joined group {self.config.group!r} with this scorer's group instance id "
+                          f"{self.config.group_instance_id!r}, which fenced this one; give each scorer its own "
+                          "--group-instance-id (or leave the default)")
 
     def _broker_error(self, operation: str, error: Exception) -> None:
         self.metrics.broker_errors.labels(operation).inc()
