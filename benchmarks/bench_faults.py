@@ -447,6 +447,7 @@ def main() -> int:
     parser.add_argument("--latent-dim", type=int, default=16)
     parser.add_argument("--drain-timeout-s", type=float, default=600.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep-logs", action="store_true", help="keep the scorer logs and broker data on a pass too")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "faults.json"))
     args = parser.parse_args()
     quiet_kafka_logging()
@@ -454,7 +455,7 @@ def main() -> int:
     results = run(args)
     ok = (results["missing"] == 0 and results["duplicates"] <= results["duplicate_bound"]
           and not results["skipped_faults"])
-    if ok:  # the logs and broker data matter only when something went wrong
+    if ok and not args.keep_logs:  # the logs and broker data matter only when something went wrong
         shutil.rmtree(results.pop("logs"))
     print(json.dumps(results, indent=2))
     Path(args.out).write_text(json.dumps({"args": vars(args), "results": results}, indent=2) + "\n")
