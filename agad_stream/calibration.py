@@ -18,7 +18,6 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.stats import beta
 
 TAILS = ("empirical", "pot")
 #: exceedances of the target quantile that a calibration set should hold (10 give a relative standard error of ~30%)
@@ -114,6 +113,8 @@ def gpd_by_moments(sorted_peaks: np.ndarray) -> tuple[float, float] | None:
 
 def clopper_pearson(successes: int, trials: int, confidence: float) -> tuple[float, float]:
     """Exact binomial interval of a rate from ``successes`` of ``trials``."""
+    from scipy.stats import beta  # here, not at the top: a scorer imports this module for pot_threshold only
+
     alpha = 1 - confidence
     lo = 0.0 if successes == 0 else float(beta.ppf(alpha / 2, successes, trials - successes + 1))
     hi = 1.0 if successes == trials else float(beta.ppf(1 - alpha / 2, successes + 1, trials - successes))

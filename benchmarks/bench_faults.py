@@ -4,7 +4,13 @@ deleted and recreated, and the retrain job SIGKILLed; then read the scores topic
 start and count what was lost or scored twice.
 
     python benchmarks/bench_faults.py [--windows 50000] [--rate 150] [--scorer-kills 3]
-        [--broker-restarts 1] [--topic-recreates 1] [--retrain-kills 1] [--out FILE]
+        [--broker-restarts 1] [--topic-recreates 1] [--retrain-kills 1] [--engine auto|onnx|torch]
+        [--dynamic-membership] [--out FILE]
+
+The model is published first (which exports generator.onnx), and the scorer serves it on
+--engine (default auto: ONNX Runtime on the CPU). The scorer is a static group member
+(its default --group-instance-id), so each one restarted after a SIGKILL takes the
+partition straight back; --dynamic-membership turns that off, for comparison.
 
 Timeline: the first fifth of the windows is loaded before the scorer starts, and the first
 kill lands while it drains that backlog; the rest is replayed at --rate while the other faults
@@ -43,7 +49,7 @@ import numpy as np
 from kafka import TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_kafka_throughput import OutputReader, build_model, ecg_beats, unique_messages  # noqa: E402
+from bench_kafka_throughput import OutputReader, build_model, ecg_beats, published, unique_messages  # noqa: E402
 
 from agad_stream import ModelRegistry  # noqa: E402
 from pipelines.streaming.command import PRESETS  # noqa: E402
@@ -51,6 +57,7 @@ from pipelines.learning.labels import encode_confirmation  # noqa: E402
 from pipelines.learning.reference import save_reference  # noqa: E402
 from pipelines.offline.model_dir import load_model_dir  # noqa: E402
 from pipelines.streaming.replay import Message  # noqa: E402
+from pipelines.streaming.serving import ENGINES  # noqa: E402
 from pipelines.kafka.kafka_io import create_topics, make_admin, make_consumer, make_producer, quiet_kafka_logging  # noqa: E402
 from pipelines.kafka.local_broker import LocalBroker  # noqa: E402
 
@@ -155,6 +162,15 @@ class Scorers:
     def stop(self) -> int:
         self.process.terminate()
         return self.process.wait(60)
+
+    def served_on(self) -> list[str]:
+        """The device each scorer life logged for its model ("cpu (onnxruntime)" on the onnx engine)."""
+        devices = []
+        for life in range(len(self.started)):
+            loaded = [line for line in (self.work / f"scorer-{life}.log").read_text().splitlines()
+                      if "event=model_loaded" in line]
+            devices += [loaded[0].split("device=")[1].split(" window=")[0].strip('"')] if loaded else []
+        return devices
 
     def _watch_rss(self) -> None:
         while True:
@@ -298,6 +314,7 @@ def run(args: argparse.Namespace) -> dict:
     timings["broker_start_s"] = time.monotonic() - started
     try:
         model_dir = build_model(work, args)
+        served_dir = published(model_dir, work / "serving")  # its own registry: retrain_kill makes another
         name = f"faults-{uuid.uuid4().hex[:6]}"
         topics = {"in": f"{name}-in", "out": f"{name}-out", "dlq": f"{name}-dlq"}
         create_topics(broker.bootstrap, list(topics.values()))
@@ -305,10 +322,12 @@ def run(args: argparse.Namespace) -> dict:
         messages = unique_messages(windows, "binary", 0, args.windows)
         backlog = int(len(messages) * BACKLOG_SHARE)
         reader = OutputReader(broker.bootstrap, topics["out"])
-        scorers = Scorers([sys.executable, "-m", "pipelines.cli", "score", "--model", str(model_dir),
+        scorers = Scorers([sys.executable, "-m", "pipelines.cli", "score", "--model", str(served_dir),
                            "--bootstrap-servers", broker.bootstrap, "--in-topic", topics["in"],
                            "--out-topic", topics["out"], "--dlq-topic", topics["dlq"], "--group", name,
-                           "--device", args.device, "--preset", args.preset, "--session-timeout-ms", "6000"], work)
+                           "--device", args.device, "--preset", args.preset, "--session-timeout-ms", "6000",
+                           "--engine", args.engine, *(["--group-instance-id", ""] if args.dynamic_membership else [])],
+                          work)
         loader = Replayer(broker.bootstrap, topics["in"], messages[:backlog], rate=0)
         loader.run()
         live = Replayer(broker.bootstrap, topics["in"], messages[backlog:], rate=args.rate)
@@ -368,6 +387,7 @@ def run(args: argparse.Namespace) -> dict:
         replay_s = time.time() - t0
         if scorers.stop() != 0:
             raise RuntimeError(f"the last scorer did not stop cleanly (logs in {work})")
+        served_on = scorers.served_on()
         reader.close()
         scores = read_scores(broker.bootstrap, topics["out"], expected, timeout_s=120)
         retrain = retrain_kill(broker, model_dir, work, rng) if args.retrain_kills else None
@@ -388,6 +408,7 @@ def run(args: argparse.Namespace) -> dict:
     bound = max_batch * (args.scorer_kills + args.broker_restarts)
     return {
         "windows": len(expected), "rate_per_s": args.rate, "preset": args.preset, "replay_s": round(replay_s, 1),
+        "engine": args.engine, "membership": "dynamic" if args.dynamic_membership else "static",
         "load_average_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
         "missing": len(expected - set(counts)), "missing_examples": sorted(expected - set(counts))[:10],
         "unexpected_ids": len(set(counts) - expected),
@@ -398,7 +419,8 @@ def run(args: argparse.Namespace) -> dict:
         "latency_outside_outages_ms": {"windows": len(steady), **({
             "p50": round(float(np.percentile(steady, 50)), 1), "p99": round(float(np.percentile(steady, 99)), 1)}
             if steady else {})},
-        "scorer": {"startup_to_first_score_s": round(startup_s, 2), "peak_rss_mb": round(scorers.peak_rss_mb, 1)},
+        "scorer": {"startup_to_first_score_s": round(startup_s, 2), "peak_rss_mb": round(scorers.peak_rss_mb, 1),
+                   "served_on": sorted(set(served_on))},
         "retrain": retrain, "broker_start_s": round(timings["broker_start_s"], 1), "logs": str(work),
     }
 
@@ -416,10 +438,16 @@ def main() -> int:
     parser.add_argument("--outage-s", type=float, default=5.0, help="how long the broker stays down")
     parser.add_argument("--preset", choices=PRESETS, default="throughput")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--engine", choices=ENGINES, default="auto",
+                        help="the scorer's --engine (default auto: onnx on the CPU, torch on a GPU)")
+    parser.add_argument("--dynamic-membership", action="store_true",
+                        help="run the scorer as a dynamic group member (--group-instance-id ''): a restarted "
+                             "scorer then waits for the dead one's session to expire and a rebalance")
     parser.add_argument("--channels", default="8,16,32", help="widths of the model trained for the run")
     parser.add_argument("--latent-dim", type=int, default=16)
     parser.add_argument("--drain-timeout-s", type=float, default=600.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep-logs", action="store_true", help="keep the scorer logs and broker data on a pass too")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "faults.json"))
     args = parser.parse_args()
     quiet_kafka_logging()
@@ -427,7 +455,7 @@ def main() -> int:
     results = run(args)
     ok = (results["missing"] == 0 and results["duplicates"] <= results["duplicate_bound"]
           and not results["skipped_faults"])
-    if ok:  # the logs and broker data matter only when something went wrong
+    if ok and not args.keep_logs:  # the logs and broker data matter only when something went wrong
         shutil.rmtree(results.pop("logs"))
     print(json.dumps(results, indent=2))
     Path(args.out).write_text(json.dumps({"args": vars(args), "results": results}, indent=2) + "\n")

@@ -1,6 +1,6 @@
 """Launch to first score, and peak RSS, of `agad-stream score` on each engine (onnx, torch).
 
-    python benchmarks/bench_scorer_startup.py [--bootstrap-servers 127.0.0.1:9092] [--repeats 3]
+    python benchmarks/bench_scorer_startup.py [--bootstrap-servers 127.0.0.1:9092] [--repeats 3] [--out FILE]
 
 A model of the demo's architecture is trained for one epoch on real ECG beats
 (tests/data/mitdb-pvc/119) and published with `agad-stream publish`, which exports
@@ -14,6 +14,7 @@ between the engines, and each line carries the load average at its start.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import signal
@@ -75,6 +76,7 @@ def main() -> int:
     parser.add_argument("--latent-dim", type=int, default=32)
     parser.add_argument("--device", default="cpu", help="where the benchmark trains its model")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", help="also write every run and the medians to this JSON file")
     args = parser.parse_args()
     quiet_kafka_logging()
     with tempfile.TemporaryDirectory() as tmp:
@@ -84,10 +86,15 @@ def main() -> int:
     for run in runs:
         print(f"{run['engine']:5s} first score {run['first_score_s']:5.2f} s after launch, peak RSS "
               f"{run['peak_rss_mb']:4.0f} MB (load average {run['load_average']:.1f})")
+    medians = {}
     for engine in ENGINES:
         mine = [r for r in runs if r["engine"] == engine]
-        print(f"{engine:5s} median: first score {np.median([r['first_score_s'] for r in mine]):.2f} s, peak RSS "
-              f"{np.median([r['peak_rss_mb'] for r in mine]):.0f} MB")
+        medians[engine] = {"first_score_s": float(np.median([r["first_score_s"] for r in mine])),
+                           "peak_rss_mb": float(np.median([r["peak_rss_mb"] for r in mine]))}
+        print(f"{engine:5s} median: first score {medians[engine]['first_score_s']:.2f} s, peak RSS "
+              f"{medians[engine]['peak_rss_mb']:.0f} MB")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"runs": runs, "median": medians, "cpus": os.cpu_count()}, indent=2) + "\n")
     return 0
 
 

@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
-from scipy.ndimage import minimum_filter1d
-from tqdm.auto import tqdm
 
 T = TypeVar("T")
 
@@ -249,8 +247,28 @@ def has_run(mask: np.ndarray, length: int) -> np.ndarray:
     length = max(1, int(length))
     if length > mask.shape[-1]:
         return np.zeros(mask.shape[:-1], dtype=bool)
-    shortest = minimum_filter1d(mask.astype(np.uint8), length, axis=-1, mode="constant", cval=0)
-    return shortest.any(axis=-1).astype(bool)
+    counts = np.cumsum(mask, axis=-1, dtype=np.int64)
+    counts = np.concatenate([np.zeros((*mask.shape[:-1], 1), np.int64), counts], axis=-1)
+    return ((counts[..., length:] - counts[..., :-length]) == length).any(axis=-1)
+
+
+def sliding_range(x: np.ndarray, span: int) -> np.ndarray:
+    """Max minus min of every `span` consecutive values of the last axis: [..., L] -> [..., L - span + 1].
+
+    Numpy only (van Herk / Gil-Werman: running maxima within blocks of `span`, forwards and
+    backwards, so each window is the max of two lookups), so that a scorer's signal-quality
+    checks need no scipy; the values equal scipy.ndimage's max minus min filters."""
+    return _sliding_max(x, span) + _sliding_max(-x, span)
+
+
+def _sliding_max(x: np.ndarray, span: int) -> np.ndarray:
+    length = x.shape[-1]
+    blocks = -(-length // span)
+    padded = np.concatenate([x, np.full((*x.shape[:-1], blocks * span - length), -np.inf)], axis=-1)
+    padded = padded.reshape(*x.shape[:-1], blocks, span)
+    forward = np.maximum.accumulate(padded, axis=-1).reshape(*x.shape[:-1], -1)
+    backward = np.maximum.accumulate(padded[..., ::-1], axis=-1)[..., ::-1].reshape(*x.shape[:-1], -1)
+    return np.maximum(backward[..., :length - span + 1], forward[..., span - 1:length])
 
 
 def first_failures(failed: dict[str, np.ndarray], n: int) -> list[str | None]:
@@ -264,6 +282,8 @@ def first_failures(failed: dict[str, np.ndarray], n: int) -> list[str | None]:
 
 def progress(items: Sequence[T], verbose: bool, desc: str) -> Iterable[T]:
     """Progress bar over many files when `verbose`, silent otherwise."""
+    from tqdm.auto import tqdm  # only loading shows progress; a scorer never does
+
     return tqdm(items, desc=desc, disable=not verbose or len(items) < 2)
 
 

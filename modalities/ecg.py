@@ -12,12 +12,14 @@ from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
-import wfdb
-from scipy.ndimage import maximum_filter1d, minimum_filter1d
-from scipy.signal import butter, find_peaks, resample_poly, sosfiltfilt
+from typing import TYPE_CHECKING
 
-from .base import Modality, Windows, first_failures, has_run, progress
+import numpy as np
+
+from .base import Modality, Windows, first_failures, has_run, progress, sliding_range
+
+if TYPE_CHECKING:  # wfdb and scipy.signal load records; a scorer, which only prepares windows, never imports them
+    import wfdb
 
 #: every WFDB beat-annotation symbol; anything else (+, ~, |, ", x, !, [, ], ...) is not a beat
 BEAT_SYMBOLS = "NLRBAaJSVrFejnE/fQ?"
@@ -164,6 +166,9 @@ class ECGModality(Modality):
 
     def read_record(self, base: str | Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """(signal [T, C] in mV at `fs`, annotation samples at `fs` or None, their symbols or None)."""
+        import wfdb
+        from scipy.signal import resample_poly
+
         base = str(base)
         header = wfdb.rdheader(base)
         check_record_files(header, base)
@@ -301,9 +306,7 @@ class ECGModality(Modality):
         span = int(round(self.flat_min_s * self.fs))
         if span > x.shape[-1]:
             return np.zeros(len(x), dtype=bool)
-        ranges = maximum_filter1d(x, span, axis=-1) - minimum_filter1d(x, span, axis=-1)
-        valid = ranges[..., span // 2 : x.shape[-1] - (span - 1) // 2]  # spans wholly inside the window
-        return (valid <= self.flat_tolerance_mv).any(axis=-1).any(axis=-1)
+        return (sliding_range(x, span) <= self.flat_tolerance_mv).any(axis=-1).any(axis=-1)
 
     def _clipped(self, x: np.ndarray) -> np.ndarray:
         span = int(round(self.clip_min_s * self.fs))
@@ -331,6 +334,8 @@ def check_record_files(header: wfdb.Record, base: str) -> None:
     """A header with a line per declared signal, and data files as long as it says: wfdb itself fails on
     either with a TypeError or a numpy broadcasting error that names neither the file nor the cause.
     A multi-segment header (wfdb.MultiRecord) names segment records, not data files: it is left to wfdb."""
+    import wfdb
+
     if not isinstance(header, wfdb.Record):
         return
     described = len(header.sig_name or [])
@@ -386,6 +391,8 @@ def detect_r_peaks(signal: np.ndarray, fs: float, refractory_s: float = 0.2) -> 
     for most records; paced rhythms (102, 104), very noisy 105/108 and the V5 lead of 114
     are weaker (PPV 0.84-0.96), as for the original Pan-Tompkins.
     """
+    from scipy.signal import butter, find_peaks, sosfiltfilt
+
     x = np.asarray(signal, dtype=np.float64)
     if x.ndim != 1:
         raise ValueError(f"detect_r_peaks needs a 1-D signal, got shape {x.shape}")

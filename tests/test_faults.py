@@ -1,5 +1,5 @@
 """The fault-injection suite, short (issue 10): benchmarks/bench_faults.py on a private broker
-with one scorer SIGKILL and one broker restart. Nothing may be lost, and duplicates stay
+with one scorer SIGKILL and one broker restart, on the default engine (ONNX Runtime on the CPU). Nothing may be lost, and duplicates stay
 within one batch per fault. The full run (50,000 windows, three kills, topic recreation,
 retrain kill) is `python benchmarks/bench_faults.py`."""
 
@@ -29,3 +29,4 @@ def test_a_scorer_kill_and_a_broker_restart_lose_no_window(tmp_path):
     assert [fault["fault"] for fault in results["faults"]] == ["scorer SIGKILL", "broker stop/restart"]
     assert all(fault["next_score_s"] < 90 and fault["fresh_again_s"] is not None for fault in results["faults"])
     assert results["latency_outside_outages_ms"]["windows"] > 0
+    assert results["scorer"]["served_on"] == ["cpu (onnxruntime)"]  # the default engine on the CPU is onnx

@@ -231,3 +231,6 @@ def test_demo_runs_end_to_end_with_the_learning_loop(kafka_bootstrap, tmp_path, 
     # every window of the second pass was scored by the promoted version, every one of the first by version 1
     assert re.search(r"before +model version 1 +recall", out)
     assert re.search(rf"after +model version {decision[0]['version']} +recall", out) and decision[0]["version"] > 1
+    served = re.findall(r"event=model_(?:loaded|reloaded) version=(\d+) device=\"([^\"]+)\"",
+                        (tmp_path / "scorer.log").read_text())
+    assert served == [("1", "cpu (onnxruntime)"), (str(decision[0]["version"]), "cpu (onnxruntime)")]  # never torch

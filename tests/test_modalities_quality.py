@@ -114,3 +114,20 @@ def test_audio_silence_and_clipping_are_caught_and_real_speech_passes():
     assert set(issues(audio, audio.cut(overdriven)[0])) == {"clipping"}
     only_silence = get_modality("audio", sample_rate=8000, quality_checks=["silence"])
     assert set(only_silence.quality_issues(audio.cut(overdriven)[0])) == {None}
+
+
+@pytest.mark.parametrize("span", [1, 5, 72, 287, 288])
+def test_numpy_sliding_range_and_runs_equal_scipy_filters_on_real_beats(span):
+    """The checks run on numpy alone (no scipy in a scorer); they must decide as scipy.ndimage's filters did."""
+    from scipy.ndimage import maximum_filter1d, minimum_filter1d
+
+    from modalities.base import has_run, sliding_range
+
+    beats = get_modality("ecg", ann="pvc").load(ECG_119).X.astype(np.float64)  # [N, 1, 288]
+    beats[3, 0, 100:180] = 0.25  # a flat stretch, so equal values and runs both occur
+    ranges = maximum_filter1d(beats, span, axis=-1) - minimum_filter1d(beats, span, axis=-1)
+    np.testing.assert_array_equal(sliding_range(beats, span), ranges[..., span // 2: 288 - (span - 1) // 2])
+    mask = beats >= np.quantile(beats, 0.3)
+    runs = minimum_filter1d(mask.astype(np.uint8), span, axis=-1, mode="constant", cval=0).any(axis=-1)
+    np.testing.assert_array_equal(has_run(mask, span), runs)
+    assert has_run(mask, span).any() and not has_run(np.zeros_like(mask), span).any()

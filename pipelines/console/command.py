@@ -20,15 +20,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import uvicorn
-
-from pipelines.console.app import ConsoleSettings, create_app
 from pipelines.console.auth import Authenticator, check_bind, hash_password, is_loopback, load_users
-from pipelines.console.explain import Models
-from pipelines.console.feed import Feed, FeedConfig
 from pipelines.learning import signing
-from pipelines.kafka.kafka_io import quiet_kafka_logging
+
+if TYPE_CHECKING:  # the server's modules (fastapi, uvicorn, kafka, the models) load only when it runs
+    import uvicorn
+
+    from pipelines.console.feed import Feed
 
 DEFAULT_PORT = 8765
 TOKEN_ENV = "AGAD_CONSOLE_TOKEN"
@@ -72,6 +72,12 @@ def register(subparsers) -> None:
 
 def build(args: argparse.Namespace) -> tuple[uvicorn.Server, Feed]:
     """The server and its (not yet started) Kafka feed, after every check of the arguments."""
+    import uvicorn
+
+    from pipelines.console.app import ConsoleSettings, create_app
+    from pipelines.console.explain import Models
+    from pipelines.console.feed import Feed, FeedConfig
+
     missing = [f"--{n.replace('_', '-')}" for n in ("scores_topic", "review_topic", "labels_topic")
                if not getattr(args, n)]
     if missing or not (args.model_registry or args.model):
@@ -117,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
         print(hash_password(password))
         return 0
     import torch
+
+    from pipelines.kafka.kafka_io import quiet_kafka_logging
 
     quiet_kafka_logging()
     torch.set_num_threads(1)

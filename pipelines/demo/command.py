@@ -201,7 +201,11 @@ def run_demo(args: argparse.Namespace, data: Path) -> int:
     modality = get_modality("ecg", ann="pvc")
     started = time.monotonic()
     model = train_first_version(modality, data, registry, args)
-    version = registry.publish(save_model_dir(work / "model", model, modality))
+    from agad_stream.onnx_export import export_checkpoint
+
+    model_dir = save_model_dir(work / "model", model, modality)
+    export_checkpoint(model_dir, model)  # as `publish` does: the scorer serves it on ONNX Runtime, without torch
+    version = registry.publish(model_dir)
     print(f"model trained in {time.monotonic() - started:.0f} s, published as version {version} of {registry.root}")
 
     run_id = uuid.uuid4().hex[:8]

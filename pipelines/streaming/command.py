@@ -8,11 +8,13 @@ quits at once (the uncommitted batch is then consumed again on restart).
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 
 from pipelines.kafka import codec
 from pipelines.kafka.kafka_io import quiet_kafka_logging
+from pipelines.streaming import membership
 from pipelines.streaming.loop import Scorer, ScorerConfig
 from pipelines.streaming.serving import ENGINES, ModelSource
 from pipelines.streaming.thresholds import MODES, StreamThresholds, ThresholdConfig
@@ -61,6 +63,13 @@ def register(subparsers) -> None:
     p.add_argument("--session-timeout-ms", type=int, default=10_000,
                    help="a crashed scorer's partitions move to the others after this long (broker minimum 6000)")
     p.add_argument("--client-id", help="Kafka client id (default agad-scorer-HOST-PID)")
+    p.add_argument("--group-instance-id",
+                   help="static group membership: a scorer restarted with the same id takes its partitions back at "
+                        "once, with no rebalance, while a stopped one keeps them unowned for --session-timeout-ms. "
+                        "Default HOST-GROUP-SLOT, the slot being the lowest one no other scorer of the group on this "
+                        "host holds; an empty string turns static membership off")
+    p.add_argument("--slot", help=f"the slot of the default --group-instance-id (default: ${membership.SLOT_ENV}, "
+                                  "else the lowest free one); two scorers on one host never hold the same slot")
     p.add_argument("--review-topic", help="also publish every flagged window here, with its values (for reviewers)")
     defaults = ThresholdConfig()
     p.add_argument("--threshold-mode", choices=MODES, default=defaults.mode,
@@ -75,16 +84,30 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def config_from_args(args: argparse.Namespace) -> ScorerConfig:
+def claim_membership(args: argparse.Namespace) -> membership.SlotClaim | None:
+    """The slot behind the default group instance id (None: an id was given, or static membership is off)."""
+    if args.group_instance_id is not None:
+        if args.slot is not None:
+            raise ValueError("give --group-instance-id or --slot, not both")
+        return None
+    return membership.claim_slot(args.group, membership.parse_slot(
+        args.slot if args.slot is not None else os.environ.get(membership.SLOT_ENV)))
+
+
+def config_from_args(args: argparse.Namespace, claim: membership.SlotClaim | None = None) -> ScorerConfig:
     knobs = {k: v if getattr(args, k) is None else getattr(args, k) for k, v in PRESETS[args.preset].items()}
     if knobs["max_batch"] < 1 or min(knobs["max_wait_ms"], knobs["fetch_max_wait_ms"], knobs["linger_ms"]) < 0:
         raise ValueError("--max-batch must be >= 1, and --max-wait-ms, --fetch-max-wait-ms, --linger-ms >= 0")
+    if args.group_instance_id is not None and len(args.group_instance_id) > membership.MAX_ID_LENGTH:
+        raise ValueError(f"--group-instance-id is longer than Kafka's {membership.MAX_ID_LENGTH} characters")
     extra = {"client_id": args.client_id} if args.client_id else {}
+    instance_id = claim.instance_id if claim is not None else (args.group_instance_id or None)
     return ScorerConfig(
         bootstrap_servers=args.bootstrap_servers, in_topic=args.in_topic, out_topic=args.out_topic,
         dlq_topic=args.dlq_topic, group=args.group, **knobs,
         max_message_bytes=args.max_message_bytes, offset_reset=args.offset_reset, metrics_port=args.metrics_port,
-        session_timeout_ms=args.session_timeout_ms, review_topic=args.review_topic, **extra,
+        session_timeout_ms=args.session_timeout_ms, review_topic=args.review_topic, group_instance_id=instance_id,
+        **extra,
     )
 
 
@@ -108,9 +131,11 @@ def stop_on_signals(scorer: Scorer) -> None:
 
 def run(args: argparse.Namespace) -> int:
     quiet_kafka_logging()
+    claim = claim_membership(args)  # held while this process lives
+    config = config_from_args(args, claim)
     models = ModelSource(model_dir=args.model, registry=args.model_registry, device=args.device, engine=args.engine,
                          threads=args.torch_threads)
-    scorer = Scorer(config_from_args(args), models, thresholds=thresholds_from_args(args))
+    scorer = Scorer(config, models, thresholds=thresholds_from_args(args))
     stop_on_signals(scorer)
     scorer.run()
     return 0

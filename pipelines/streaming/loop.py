@@ -31,7 +31,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError, MessageSizeTooLargeError, RetriableError
+from kafka.errors import (CommitFailedError, FencedInstanceIdError, KafkaError, MessageSizeTooLargeError,
+                          RetriableError)
 from kafka.record import util as kafka_record_util
 from kafka.structs import OffsetAndMetadata
 
@@ -87,6 +88,8 @@ class ScorerConfig:
     fetch_max_wait_ms: int = 100
     #: how long the producer waits for more records before sending a request
     linger_ms: int = 5
+    #: static group membership (pipelines.streaming.membership); None: a dynamic member
+    group_instance_id: str | None = None
 
 
 @dataclass
@@ -216,6 +219,8 @@ class Scorer:
     def _poll(self, timeout_ms: int, max_records: int) -> dict:
         try:
             return self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        except FencedInstanceIdError:
+            raise self._fenced() from None
         except KafkaError as error:
             self._broker_error("poll", error)
             self._stopping.wait(self.config.initial_backoff_s)
@@ -432,6 +437,8 @@ class Scorer:
                 self.consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()},
                                      timeout_ms=COMMIT_TIMEOUT_MS)
                 return True
+            except FencedInstanceIdError:
+                raise self._fenced() from None
             except CommitFailedError as error:
                 log_event(log, "commit_rejected", logging.WARNING, error=error,
                           note="partitions were reassigned; the batch may be scored twice")
@@ -459,7 +466,8 @@ class Scorer:
                 self.producer = self.producer or self._make_producer()
                 self.consumer = self._make_consumer()
                 log_event(log, "connected", bootstrap=self.config.bootstrap_servers, group=self.config.group,
-                          topic=self.config.in_topic, client_id=self.config.client_id)
+                          topic=self.config.in_topic, client_id=self.config.client_id,
+                          group_instance_id=self.config.group_instance_id or "none")
                 warn_if_slow_checksums()
                 return True
             except KafkaError as error:
@@ -505,6 +513,7 @@ class Scorer:
         )
 
     def _make_consumer(self) -> KafkaConsumer:
+        static = {"group_instance_id": self.config.group_instance_id} if self.config.group_instance_id else {}
         consumer = make_consumer(
             self.config.bootstrap_servers,
             client_id=self.config.client_id,
@@ -518,6 +527,7 @@ class Scorer:
             reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
             max_partition_fetch_bytes=4 * 1024 * 1024,
             bootstrap_timeout_ms=self.config.bootstrap_timeout_ms,
+            **static,
         )
         consumer.subscribe([self.config.in_topic], listener=RedeliverOnRebalance(consumer, self.pending, self.metrics))
         return consumer
@@ -526,6 +536,13 @@ class Scorer:
         if self.models.refresh():
             self.metrics.model_reloads.inc()
             self.metrics.set_model_version(self.models.current.version)
+
+    def _fenced(self) -> ValueError:
+        """A newer member joined with this scorer's group instance id: this one must stop, or both
+        would score the same partitions (its uncommitted batch is consumed again by the other)."""
+        return ValueError(f"another scorer joined group {self.config.group!r} with this scorer's group instance id "
+                          f"{self.config.group_instance_id!r}, which fenced this one; give each scorer its own "
+                          "--group-instance-id (or leave the default)")
 
     def _broker_error(self, operation: str, error: Exception) -> None:
         self.metrics.broker_errors.labels(operation).inc()
