@@ -34,11 +34,9 @@ import argparse
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -49,6 +47,7 @@ import numpy as np
 from kafka import TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from live_harness import add_live_options, run_live  # noqa: E402
 from bench_kafka_throughput import OutputReader, build_model, ecg_beats, published, unique_messages  # noqa: E402
 
 from agad_stream import ModelRegistry  # noqa: E402
@@ -58,7 +57,7 @@ from pipelines.learning.reference import save_reference  # noqa: E402
 from pipelines.offline.model_dir import load_model_dir  # noqa: E402
 from pipelines.streaming.replay import Message  # noqa: E402
 from pipelines.streaming.serving import ENGINES  # noqa: E402
-from pipelines.kafka.kafka_io import create_topics, make_admin, make_consumer, make_producer, quiet_kafka_logging  # noqa: E402
+from pipelines.kafka.kafka_io import create_topics, make_admin, make_consumer, make_producer  # noqa: E402
 from pipelines.kafka.local_broker import LocalBroker  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -303,15 +302,9 @@ def retrain_kill(broker: LocalBroker, model_dir: Path, work: Path, rng: random.R
 
 
 # --------------------------------------------------------------------------- the run
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace, work: Path, broker: LocalBroker) -> dict:
     rng = random.Random(args.seed)
-    work = Path(tempfile.mkdtemp(prefix="agad-faults-"))
-    broker = LocalBroker(work / "kafka")
     scorers: Scorers | None = None
-    timings: dict[str, float] = {}
-    started = time.monotonic()
-    print(f"private broker: {broker.start()}", flush=True)
-    timings["broker_start_s"] = time.monotonic() - started
     try:
         model_dir = build_model(work, args)
         served_dir = published(model_dir, work / "serving")  # its own registry: retrain_kill makes another
@@ -394,7 +387,6 @@ def run(args: argparse.Namespace) -> dict:
     finally:
         if scorers is not None and scorers.process is not None and scorers.process.poll() is None:
             scorers.process.kill()
-        broker.stop()
 
     counts: dict[str, int] = {}
     for score in scores:
@@ -421,8 +413,17 @@ def run(args: argparse.Namespace) -> dict:
             if steady else {})},
         "scorer": {"startup_to_first_score_s": round(startup_s, 2), "peak_rss_mb": round(scorers.peak_rss_mb, 1),
                    "served_on": sorted(set(served_on))},
-        "retrain": retrain, "broker_start_s": round(timings["broker_start_s"], 1), "logs": str(work),
+        "retrain": retrain,
     }
+
+
+def passed(results: dict) -> bool:
+    return results["missing"] == 0 and results["duplicates"] <= results["duplicate_bound"] and not results["skipped_faults"]
+
+
+def summary(results: dict) -> str:
+    return (f"{results['missing']} of {results['windows']} ids without a score, "
+            f"{results['duplicates']} duplicates (bound {results['duplicate_bound']})")
 
 
 def main() -> int:
@@ -437,32 +438,14 @@ def main() -> int:
     parser.add_argument("--retrain-kills", type=int, default=1, choices=(0, 1))
     parser.add_argument("--outage-s", type=float, default=5.0, help="how long the broker stays down")
     parser.add_argument("--preset", choices=PRESETS, default="throughput")
-    parser.add_argument("--device", default="auto")
     parser.add_argument("--engine", choices=ENGINES, default="auto",
                         help="the scorer's --engine (default auto: onnx on the CPU, torch on a GPU)")
     parser.add_argument("--dynamic-membership", action="store_true",
                         help="run the scorer as a dynamic group member (--group-instance-id ''): a restarted "
                              "scorer then waits for the dead one's session to expire and a rebalance")
-    parser.add_argument("--channels", default="8,16,32", help="widths of the model trained for the run")
-    parser.add_argument("--latent-dim", type=int, default=16)
-    parser.add_argument("--drain-timeout-s", type=float, default=600.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--keep-logs", action="store_true", help="keep the scorer logs and broker data on a pass too")
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "faults.json"))
-    args = parser.parse_args()
-    quiet_kafka_logging()
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # stop the broker on the way out
-    results = run(args)
-    ok = (results["missing"] == 0 and results["duplicates"] <= results["duplicate_bound"]
-          and not results["skipped_faults"])
-    if ok and not args.keep_logs:  # the logs and broker data matter only when something went wrong
-        shutil.rmtree(results.pop("logs"))
-    print(json.dumps(results, indent=2))
-    Path(args.out).write_text(json.dumps({"args": vars(args), "results": results}, indent=2) + "\n")
-    print(f"{'PASS' if ok else 'FAIL'}: {results['missing']} of {results['windows']} ids without a score, "
-          f"{results['duplicates']} duplicates (bound {results['duplicate_bound']})"
-          + ("" if ok else f"; logs in {results['logs']}"))
-    return 0 if ok else 1
+    add_live_options(parser, "faults.json", device="auto")
+    return run_live(parser.parse_args(), "faults", run, passed, summary)
 
 
 if __name__ == "__main__":

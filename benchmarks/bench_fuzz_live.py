@@ -34,10 +34,7 @@ import json
 import math
 import os
 import random
-import shutil
-import signal
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -48,6 +45,7 @@ from kafka import TopicPartition
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "tests"))
+from live_harness import add_live_options, run_live  # noqa: E402
 from bench_kafka_throughput import build_model, ecg_beats, unique_messages  # noqa: E402
 from hostile_messages import Hostile, hostile_message, huge_window  # noqa: E402
 from kafka_support import ScorerProcess, Topics, process_args, read_topic  # noqa: E402
@@ -59,7 +57,6 @@ from pipelines.kafka.kafka_io import (  # noqa: E402
     create_topics,
     make_consumer,
     make_producer,
-    quiet_kafka_logging,
     topic_max_message_bytes,
 )
 from pipelines.kafka.local_broker import LocalBroker  # noqa: E402
@@ -163,10 +160,8 @@ def strict_json(value: bytes) -> bool:
         return False
 
 
-def run(args: argparse.Namespace, work: Path) -> dict:
+def run(args: argparse.Namespace, work: Path, broker: LocalBroker) -> dict:
     started = time.monotonic()
-    broker = LocalBroker(work / "kafka")
-    print(f"private broker: {broker.start()}", flush=True)
     scorer = None
     try:
         model_dir = build_model(work, args)
@@ -202,7 +197,6 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     finally:
         if scorer is not None and scorer.process.poll() is None:
             scorer.kill()
-        broker.stop()
 
     good_ids = Counter(m.id for kind, m, *_ in sent.values() if kind == "good")
     scored = Counter(record.json()["id"] for record in scores)
@@ -259,30 +253,16 @@ def main() -> int:
     parser.add_argument("--long-keys", type=int, default=100, help="more bad messages, keyed by 257 bytes to 600 kB")
     parser.add_argument("--huge", type=int, default=100, help="more good windows whose scores overflow")
     parser.add_argument("--partitions", type=int, default=2, help="of the input topic")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--channels", default="8,16,32", help="widths of the model trained for the run")
-    parser.add_argument("--latent-dim", type=int, default=16)
-    parser.add_argument("--drain-timeout-s", type=float, default=1800.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "fuzz_live.json"))
-    args = parser.parse_args()
-    quiet_kafka_logging()
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # stop the broker on the way out
-    work = Path(tempfile.mkdtemp(prefix="agad-fuzz-"))
-    results = run(args, work)
-    ok = passed(results)
-    if ok:  # the logs and broker data matter only when something went wrong
-        shutil.rmtree(work)
-    else:
-        results["logs"] = str(work)
-    print(json.dumps(results, indent=2))
-    Path(args.out).write_text(json.dumps({"args": vars(args), "passed": ok, "results": results}, indent=2) + "\n")
-    print(f"{'PASS' if ok else 'FAIL'}: {results['good_scored_once']} of {results['good']} good windows scored "
-          f"exactly once; {results['bad'] - results['bad_not_dead_lettered']} of {results['bad']} bad messages "
-          f"dead-lettered ({results['dead_lettered_references']} as references), {results['dead_letter_problems']} "
-          f"wrong; scorer alive at the end: {results['scorer_alive_at_end']}, exit on SIGTERM: "
-          f"{results['scorer_exit_on_sigterm']}" + ("" if ok else f"; logs in {results['logs']}"))
-    return 0 if ok else 1
+    add_live_options(parser, "fuzz_live.json", drain_timeout_s=1800.0)
+    return run_live(parser.parse_args(), "fuzz", run, passed, summary)
+
+
+def summary(r: dict) -> str:
+    return (f"{r['good_scored_once']} of {r['good']} good windows scored exactly once; "
+            f"{r['bad'] - r['bad_not_dead_lettered']} of {r['bad']} bad messages dead-lettered "
+            f"({r['dead_lettered_references']} as references), {r['dead_letter_problems']} wrong; scorer alive at "
+            f"the end: {r['scorer_alive_at_end']}, exit on SIGTERM: {r['scorer_exit_on_sigterm']}")
 
 
 if __name__ == "__main__":

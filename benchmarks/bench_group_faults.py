@@ -17,12 +17,8 @@ the versions that scored, and whether both scorers ended alive. The broker is a 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
-import signal
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -32,12 +28,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "tests"))
+from live_harness import add_live_options, run_live  # noqa: E402
 from bench_faults import read_scores  # noqa: E402
 from bench_kafka_throughput import build_model, ecg_beats, send_all, unique_messages  # noqa: E402
 from kafka_support import ScorerProcess  # noqa: E402
 
 from agad_stream import ModelRegistry  # noqa: E402
-from pipelines.kafka.kafka_io import create_topics, quiet_kafka_logging  # noqa: E402
+from pipelines.kafka.kafka_io import create_topics  # noqa: E402
 from pipelines.kafka.local_broker import LocalBroker  # noqa: E402
 
 
@@ -47,9 +44,7 @@ def scorer_args(bootstrap: str, registry: Path, name: str) -> list[str]:
             "--max-wait-ms", "20", "--session-timeout-ms", "6000"]
 
 
-def run(args: argparse.Namespace, work: Path) -> dict:
-    broker = LocalBroker(work / "kafka")
-    print(f"private broker: {broker.start()}", flush=True)
+def run(args: argparse.Namespace, work: Path, broker: LocalBroker) -> dict:
     scorers: list[ScorerProcess] = []
     try:
         model_dir = build_model(work, args)
@@ -88,7 +83,6 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         for scorer in scorers:
             if scorer.process.poll() is None:
                 scorer.terminate(timeout_s=60)
-        broker.stop()
     counts = Counter(s["id"] for s in scores)
     versions = Counter(str(s["model_version"]) for s in scores)
     sent = [m.id for m in messages]
@@ -105,26 +99,17 @@ def main() -> int:
     parser.add_argument("--windows", type=int, default=6000)
     parser.add_argument("--rate", type=float, default=100.0, help="windows per second")
     parser.add_argument("--partitions", type=int, default=8)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--channels", default="8,16,32", help="widths of the model trained for the run")
-    parser.add_argument("--latent-dim", type=int, default=16)
-    parser.add_argument("--drain-timeout-s", type=float, default=300.0)
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "group_faults.json"))
-    args = parser.parse_args()
-    quiet_kafka_logging()
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # stop the broker on the way out
-    work = Path(tempfile.mkdtemp(prefix="agad-group-"))
-    results = run(args, work)
-    ok = results["missing"] == 0 and results["unexpected_ids"] == 0 and all(results["scorers_alive_at_end"])
-    if ok:
-        shutil.rmtree(work)
-    else:
-        results["logs"] = str(work)
-    print(json.dumps(results, indent=2))
-    Path(args.out).write_text(json.dumps({"args": vars(args), "passed": ok, "results": results}, indent=2) + "\n")
-    print(f"{'PASS' if ok else 'FAIL'}: {results['missing']} of {results['windows']} windows without a score, "
-          f"{results['scored_twice_or_more']} scored twice; versions {results['scores_by_version']}")
-    return 0 if ok else 1
+    add_live_options(parser, "group_faults.json", drain_timeout_s=300.0)
+    return run_live(parser.parse_args(), "group", run, passed, summary)
+
+
+def passed(results: dict) -> bool:
+    return results["missing"] == 0 and results["unexpected_ids"] == 0 and all(results["scorers_alive_at_end"])
+
+
+def summary(results: dict) -> str:
+    return (f"{results['missing']} of {results['windows']} windows without a score, "
+            f"{results['scored_twice_or_more']} scored twice; versions {results['scores_by_version']}")
 
 
 if __name__ == "__main__":
