@@ -42,6 +42,10 @@ DS1 = ["101", "106", "108", "109", "112", "114", "115", "116", "118", "119", "12
        "201", "203", "205", "207", "208", "209", "215", "220", "223", "230"]
 DS2 = ["100", "103", "105", "111", "113", "117", "121", "123", "200", "202", "210", "212",
        "213", "214", "219", "221", "222", "228", "231", "232", "233", "234"]
+#: --split validation: DS1 alone, halved by patient (every other record), for choosing defaults
+#: without looking at DS2
+DS1_FIT, DS1_VALIDATION = DS1[0::2], DS1[1::2]
+SPLITS = {"test": (DS1, DS2), "validation": (DS1_FIT, DS1_VALIDATION)}
 KNOWN = "V"
 NOVEL = ("S", "F")
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "labels_ecg.json"
@@ -51,11 +55,14 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=data_path("mitdb-full"),
                         help="the whole MIT-BIH database (default $AGAD_DATA/mitdb-full or ../shared/data/mitdb-full)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the JSON cache of results (resumed when it exists)")
+    parser.add_argument("--out", type=Path, help="the JSON cache of results, resumed when it exists (default "
+                        "benchmarks/results/labels_ecg.json, or labels_ecg_validation.json with --split validation)")
     parser.add_argument("--labels", default="0,20,100,5,10,50,200",
                         help="labelled V beats per run, in the order they run")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--detectors", default=",".join(DETECTOR_NAMES))
+    parser.add_argument("--split", choices=SPLITS, default="test",
+                        help="test: DS1 -> DS2; validation: half of DS1's patients -> the other half, to choose on")
     parser.add_argument("--normal-beats", type=int, default=2000, help="DS1 N beats in training, stratified by record")
     parser.add_argument("--max-steps", type=int, default=300, help="step budget of every AGAD variant and of D alone")
     parser.add_argument("--deep-sad-epochs", type=int, default=50,
@@ -64,6 +71,8 @@ def parse_args() -> argparse.Namespace:
     add_ecg_options(parser)
     args = parser.parse_args()
     args.device, args.seed = "cpu", 0
+    if args.out is None:
+        args.out = DEFAULT_OUT if args.split == "test" else DEFAULT_OUT.with_name("labels_ecg_validation.json")
     try:
         args.label_counts = [int(k) for k in args.labels.split(",")]
         args.seed_list = [int(s) for s in args.seeds.split(",")]
@@ -82,7 +91,8 @@ def parse_args() -> argparse.Namespace:
 def settings(args: argparse.Namespace) -> dict:
     """What a cached result depends on; a cache written under other settings is refused."""
     return {"normal_beats": args.normal_beats, "max_steps": args.max_steps, "deep_sad_epochs": args.deep_sad_epochs,
-            "fs": args.fs, "window_s": args.window_s, "lead": "MLII", "known": KNOWN, "train": "DS1", "test": "DS2"}
+            "fs": args.fs, "window_s": args.window_s, "lead": "MLII", "known": KNOWN,
+            **({"train": "DS1", "test": "DS2"} if args.split == "test" else {"train": DS1_FIT, "test": DS1_VALIDATION})}
 
 
 def load_cache(path: Path, expected: dict) -> dict:
@@ -134,7 +144,8 @@ def evaluate(scores: np.ndarray, threshold: float, classes: np.ndarray) -> dict:
 
 
 def run_one(detector: str, k: int, seed: int, data: dict, args: argparse.Namespace) -> dict:
-    normals, labelled = one_known_type_split(data["classes"], data["group"], DS1, KNOWN, args.normal_beats, k, seed)
+    normals, labelled = one_known_type_split(data["classes"], data["group"], SPLITS[args.split][0], KNOWN,
+                                             args.normal_beats, k, seed)
     X = np.concatenate([data["X"][normals], data["X"][labelled]])
     y = np.r_[np.zeros(len(normals), np.int8), np.ones(len(labelled), np.int8)]
     model = build_detector(detector, seed, args.max_steps, args.deep_sad_epochs)
@@ -162,16 +173,16 @@ def share_above_margin(model, X_labelled: np.ndarray) -> float:
 def load_windows(args: argparse.Namespace) -> dict:
     modality = ECGModality(fs=args.fs, window_s=args.window_s, ann="atr", leads=["MLII"])
     try:
-        windows = modality.load(args.data, records=DS1 + DS2)
+        windows = modality.load(args.data, records=[*SPLITS[args.split][0], *SPLITS[args.split][1]])
     except (FileNotFoundError, ValueError) as error:
         raise SystemExit(f"--data {args.data}: {error}") from None
     classes = aami_classes(windows.info["symbol"])
     X = modality.prepare(windows.X)
-    test = np.isin(windows.group, DS2)
+    test = np.isin(windows.group, SPLITS[args.split][1])
     return {"X": X, "classes": classes, "group": windows.group,
             "X_test": X[test], "classes_test": classes[test],
             "counts": {part: dict(zip(*[a.tolist() for a in np.unique(classes[mask], return_counts=True)]))
-                       for part, mask in (("DS1", ~test), ("DS2", test))}}
+                       for part, mask in zip(("DS1", "DS2") if args.split == "test" else ("DS1 fit", "DS1 validation"), (~test, test))}}
 
 
 def main() -> None:
