@@ -136,3 +136,50 @@ def test_the_report_renders_mean_and_std_over_seeds_from_the_cache_into_the_mark
     assert "| agad | 20 (0.01) | 0.920 ± 0.016 |" in text  # V AUROC 0.90, 0.92, 0.94 over three seeds
     assert "0.800 (n=1)" in text
     assert "](../labels_ecg_efficiency.png)" in text and (tmp_path / "labels_ecg_efficiency.png").stat().st_size > 0
+
+
+# --------------------------------------------------------------------------- images (bench_labels_images.py)
+FASHION_SLICE = Path(__file__).parent / "data" / "fashion-mnist"
+
+
+def test_the_image_benchmark_runs_every_protocol_end_to_end_and_resumes(tmp_path, capsys):
+    import json
+
+    import bench_labels_images as images
+
+    out = tmp_path / "labels_images.json"
+    argv = ["--data", str(FASHION_SLICE), "--out", str(out), "--classes", "1", "--seeds", "0,1",
+            "--normal-images", "30", "--test-per-class", "10", "--gammas", "0,0.1", "--figure-gammas", "0.1,0.2",
+            "--label-counts", "2,5", "--max-steps", "2", "--detectors", "agad,gradient-boosting,pca"]
+    images.main(argv)
+    cache = json.loads(out.read_text())
+    assert cache["classes"] == [1] and cache["seeds"] == [0, 1]
+    assert cache["settings"]["max_steps"] == 2 and cache["settings"]["normal_images"] == 30
+    results = cache["results"]
+    per_seed = {images.key(d, kind, k, 1, 0) for d, kind, k in [
+        ("agad", "none", 0), ("pca", "none", 0), ("agad-no-advprop", "none", 0),  # Freeze-BN variants: AGAD's own
+        *[(d, kind, 3) for kind in ("seen", "known") for d in ("agad", "gradient-boosting", *list(images.TABLE5)[1:])],
+        ("agad", "seen", 8),  # Figure 4 at γ = .2
+        *[(d, "known", k) for d in ("agad", "gradient-boosting") for k in (2, 5)]]}
+    assert {k for k in results if k.endswith("|0")} == per_seed
+    assert len(results) == 2 * len(per_seed)
+    for r in results.values():
+        assert 0 <= r["figures"]["all"]["auroc"] <= 1 and set(r["boxes"]) == {str(c) for c in range(10)}
+        assert r["n_normal"] == 30 and sum(r["training_classes"].values()) == 30 + r["n_labelled"]
+        if r["kind"] == "known":  # the one-known-type split: the normal class and the known one, never a novel type
+            assert r["known_class"] == (1 + 1 + r["seed"]) % 10
+            assert set(r["training_classes"]) == {"1", str(r["known_class"])}
+            assert r["training_classes"][str(r["known_class"])] == r["n_labelled"]
+            assert {"known", "novel"} <= set(r["figures"])
+        elif r["kind"] == "seen":
+            assert len(set(r["training_classes"]) - {"1"}) > 1  # labels from several anomalous classes
+    assert results[images.key("agad", "known", 3, 1, 0)]["known_class"] != results[images.key("agad", "known", 3, 1, 1)]["known_class"]
+    assert (tmp_path / "labels_images_efficiency.png").stat().st_size > 0
+    assert (tmp_path / "labels_images_figure4.png").stat().st_size > 0
+    printed = capsys.readouterr().out
+    assert "Table 5 (AdvProp x Freeze-BN)" in printed and "One known type (protocol 2)" in printed
+    images.main(argv)  # resumed: nothing runs again
+    assert json.loads(out.read_text())["results"] == results
+    assert "every run is in" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="written with settings"):
+        images.main([*argv[:-4], "--max-steps", "3", *argv[-2:]])

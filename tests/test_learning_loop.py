@@ -38,7 +38,7 @@ from pipelines.cli import main as cli_main  # noqa: E402
 from pipelines.learning.labels import encode_confirmation  # noqa: E402
 from pipelines.learning.reference import load_reference, save_reference  # noqa: E402
 from pipelines.learning.retrain import PAUSE_ENV  # noqa: E402
-from pipelines.learning.store import LabelStore, split_of  # noqa: E402
+from pipelines.learning.store import LabelStore, gate_split  # noqa: E402
 from pipelines.offline.model_dir import save_model_dir  # noqa: E402
 from pipelines.streaming.replay import Message, encode_message  # noqa: E402
 from pipelines.kafka.kafka_io import create_topics  # noqa: E402
@@ -106,9 +106,10 @@ def windows_messages(prefix: str, windows: np.ndarray, label: int) -> list[Messa
     return [encode_message(f"{prefix}-{n}", "119", w, label, "json") for n, w in enumerate(windows)]
 
 
-def confirm(bootstrap: str, topic: str, prefix: str, windows: np.ndarray, label: int, ids=None) -> list[str]:
+def confirm(bootstrap: str, topic: str, prefix: str, windows: np.ndarray, label: int, ids=None,
+            at: str | None = None) -> list[str]:
     ids = ids or [f"{prefix}-{n}" for n in range(len(windows))]
-    send(bootstrap, topic, [Message(i, b"119", encode_confirmation(i, label, w, "test-reviewer", "119", 1), [])
+    send(bootstrap, topic, [Message(i, b"119", encode_confirmation(i, label, w, "test-reviewer", "119", 1, at), [])
                             for i, w in zip(ids, windows)])
     return ids
 
@@ -167,15 +168,18 @@ def test_confirmations_retrain_promote_and_the_scorer_switches_then_rolls_back(r
 
 
 def test_the_gate_rejects_a_candidate_trained_on_mislabelled_confirmations(registry, template, labels_topic):
-    """Correct PVC confirmations are in the validation set; then a reviewer wrongly dismisses
-    other PVCs as false alarms, and those go to training."""
+    """A reviewer wrongly dismisses PVCs as false alarms, and those go to training; later ones
+    are confirmed correctly, and the gate holds out the newest confirmations of a stream."""
     topics, labels = labels_topic
     pvc = template[3]
     ids = [f"pvc-{n}" for n in range(len(pvc))]
-    validation = [n for n, i in enumerate(ids) if split_of(i, HOLDOUT) == "validation"]
-    training = [n for n, i in enumerate(ids) if split_of(i, HOLDOUT) == "train"]
-    confirm(topics.bootstrap, labels, "", pvc[validation], 1, [ids[n] for n in validation])
-    confirm(topics.bootstrap, labels, "", pvc[training], 0, [ids[n] for n in training])  # mislabelled
+    split = gate_split(ids, ["119"] * len(ids), list(range(len(ids))), HOLDOUT).split
+    validation = [n for n, i in enumerate(ids) if split[i] == "validation"]
+    training = [n for n, i in enumerate(ids) if split[i] == "train"]
+    assert validation == list(range(len(ids) - len(validation), len(ids)))  # the newest
+    confirm(topics.bootstrap, labels, "", pvc[training], 0, [ids[n] for n in training],  # mislabelled
+            at="2026-01-01T10:00:00.000Z")
+    confirm(topics.bootstrap, labels, "", pvc[validation], 1, [ids[n] for n in validation], at="2026-01-01T11:00:00.000Z")
     assert retrain(registry, topics.bootstrap, labels) == 4  # refused by the gate
     entry = registry.read_log()[-1]
     assert entry["event"] == "rejected"
@@ -220,7 +224,8 @@ def test_sigkill_during_retrain_leaves_the_previous_version_and_loses_no_label(
     ids = confirm(topics.bootstrap, labels, "inverted", invert_t(template[1][:N_CONFIRMED]), 1)
     args = ["--model-registry", str(registry.root), "--bootstrap-servers", topics.bootstrap, "--labels-topic", labels,
             "--group", f"{labels}-retrain", "--once", "--min-new", "5", "--holdout", str(HOLDOUT),
-            "--max-fpr-increase", str(NO_FPR_GATE), "--init", "scratch"]  # one candidate: the crash is the point here
+            "--max-fpr-increase", str(NO_FPR_GATE), "--init", "scratch",  # one candidate: the crash is the point here
+            "--max-auroc-drop", "1"]  # nor the gate's verdict: AUROC on 9 held-out confirmations moves by chance
     job = scorer_processes(args, command="retrain", env={PAUSE_ENV: stage})
     job.wait_for(f"event=test_pause stage={stage}", timeout_s=240)
     job.process.send_signal(signal.SIGKILL)

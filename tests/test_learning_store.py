@@ -8,7 +8,7 @@ import pytest
 
 from pipelines.learning import signing
 from pipelines.learning.labels import SignaturePolicy, decode_confirmation, encode_confirmation
-from pipelines.learning.store import LabelStore, split_of
+from pipelines.learning.store import LabelStore, gate_split, held_out_streams
 from pipelines.kafka import codec
 
 SHAPE = (1, 8)
@@ -61,7 +61,7 @@ def test_last_label_wins_history_is_kept_and_a_redelivery_is_stored_once(tmp_pat
     store = LabelStore(tmp_path / "labels.sqlite")  # reopened: everything is still there
     assert [h["label"] for h in store.history("w1")] == [1, 0]
     assert store.model_version("w1") == "2"  # the later confirmation did not name a version
-    split = split_of("w1", store.holdout)
+    split = store.gate_split().split["w1"]
     windows = store.windows(split)
     assert windows.y[windows.ids.index("w1")] == 0
     assert np.allclose(windows.X[windows.ids.index("w1")], 0.25)
@@ -71,10 +71,51 @@ def test_last_label_wins_history_is_kept_and_a_redelivery_is_stored_once(tmp_pat
     assert store.counts()["new"] == 0
 
 
-def test_the_split_is_fixed_by_id_and_the_holdout_cannot_change(tmp_path):
-    ids = [f"w{n}" for n in range(2000)]
-    share = np.mean([split_of(i, 0.3) == "validation" for i in ids])
-    assert 0.27 < share < 0.33
+def test_one_stream_holds_out_its_newest_confirmations_by_time_not_by_arrival():
+    ids = [f"w{n}" for n in range(10)]
+    instants = [100.0 + n for n in range(10)]
+    instants[0] = 500.0  # confirmed last, arrived first
+    split = gate_split(ids, ["s1"] * 10, instants, 0.3)
+    assert split.by == "time" and split.validation_streams == []
+    assert sorted(i for i, s in split.split.items() if s == "validation") == ["w0", "w8", "w9"]
+    assert split.validation_since == 108.0
+    tied = gate_split(ids, ["s1"] * 10, [0.0] * 10, 0.3).split  # one instant: the last to arrive are newest
+    assert [tied[i] for i in ids] == ["train"] * 7 + ["validation"] * 3
+    assert list(gate_split(["a", "b"], ["s"] * 2, [0.0, 1.0], 0.1).split.values()) == ["train", "validation"]
+
+
+def test_two_or_more_streams_hold_out_whole_streams_near_the_share_in_a_fixed_order():
+    per_stream = {f"patient-{n}": 10 + n for n in range(10)}  # 145 windows
+    held_out = held_out_streams(per_stream, 0.3)
+    share = sum(per_stream[s] for s in held_out) / sum(per_stream.values())
+    assert 0.2 < share < 0.4 and 1 <= len(held_out) < 10
+    assert held_out_streams(dict(reversed(per_stream.items())), 0.3) == held_out  # order of arrival does not matter
+    assert len(held_out_streams({"a": 1000, "b": 1}, 0.3)) == 1  # one stream always stays for training
+    ids = [f"w{n}" for n in range(len(per_stream) * 3)]
+    streams = [s for s in per_stream for _ in range(3)]
+    split = gate_split(ids, streams, [0.0] * len(ids), 0.3)
+    assert split.by == "stream" and split.validation_streams
+    for window_id, stream in zip(ids, streams):  # never one stream on both sides
+        assert split.split[window_id] == ("validation" if stream in split.validation_streams else "train")
+
+
+def test_the_store_splits_by_stream_once_a_second_stream_confirms(tmp_path):
+    store = LabelStore(tmp_path / "labels.sqlite", holdout=0.3)
+    store.add([(confirmation(f"a{n}", 1, stream="ward-a", at=f"2026-01-01T00:00:{n:02d}Z"), f"t/0/{n}")
+               for n in range(10)])
+    assert store.gate_split().by == "time" and store.windows("validation").ids == ["a7", "a8", "a9"]
+    store.add([(confirmation(f"b{n}", 0, stream="ward-b"), f"t/1/{n}") for n in range(5)])
+    split = store.gate_split()
+    assert split.by == "stream" and len(split.validation_streams) == 1
+    held_out = {"ward-a": [f"a{n}" for n in range(10)], "ward-b": [f"b{n}" for n in range(5)]}[split.validation_streams[0]]
+    assert store.windows("validation").ids == held_out
+    assert split.describe()["validation_windows"] == len(held_out)
+    counts = store.counts()
+    assert counts["validation_anomalies"] + counts["validation_false_alarms"] == len(held_out)
+    store.close()
+
+
+def test_the_holdout_cannot_change(tmp_path):
     LabelStore(tmp_path / "labels.sqlite", holdout=0.3).close()
     with pytest.raises(ValueError, match="created with holdout 0.3, not 0.5"):
         LabelStore(tmp_path / "labels.sqlite", holdout=0.5)
@@ -115,6 +156,7 @@ def test_anomaly_type_and_note_are_signed_stored_and_an_old_store_gains_their_co
     dropped = {k: v for k, v in json.loads(value).items() if k != "note"}
     assert "does not match" in signing.verify(dropped, key)
     store = LabelStore(path)
+    assert "split" not in store._columns("windows")  # the split by id, dropped: the gate draws its own
     assert store.add([(c, "t/0/1")]) == 1
     assert store.history("w0")[0]["anomaly_type"] is None  # the old row, migrated
     assert (store.history("w1")[0]["anomaly_type"], store.history("w1")[0]["note"]) == ("V", "wide QRS, 140 ms")

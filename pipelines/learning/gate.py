@@ -1,6 +1,7 @@
 """The promotion gate: a candidate replaces the current model only if it is not worse on a
-fixed validation set (reference normals held out of training, plus the validation share
-of confirmed labels), and not worse on a trusted set that new labels cannot argue with.
+validation set (reference normals held out of training, plus the confirmed labels held out
+by stream or by time: `store.gate_split`, so the figures are on records or a period the
+candidate was not trained on), and not worse on a trusted set that new labels cannot argue with.
 
 Figures per model: AUROC (anomalies against normals), FPR at the model's own threshold on
 the validation normals, and recall at threshold on the confirmed anomalies.

@@ -6,9 +6,21 @@ AGAD's supervised mode: anomalies = the confirmed ones; normals = the registry's
 normal windows plus the confirmed false alarms (training split only). The candidate
 fine-tunes the current model (`warm_start`) or starts from scratch (--init); `auto` trains
 both and keeps the one that validates better. The gate compares it with the current model
-on the fixed validation set; the candidate is added to the registry either way, with its
-decision, figures, parent and label counts in its metadata, becomes current only when
+on the validation set; the candidate is added to the registry either way, with its
+decision, figures, parent, label counts and split in its metadata, becomes current only when
 promoted, and the decision is appended to the registry log.
+
+The validation set is the reference normals held out of training plus the confirmations the
+gate holds out, chosen at each retrain by stream and by time, never by window id (windows
+of one record are alike, so an id split would let a candidate that learned one record's
+labels pass on their neighbours):
+- confirmations from two or more streams: whole streams are held out, in a fixed order (a
+  hash of the stream name), as many as bring the held-out share closest to --holdout, with
+  at least one stream left for training;
+- confirmations from one stream: its newest --holdout share (by the confirmations' `at`) is
+  held out.
+A confirmation without a stream counts as one unnamed stream. The rule and what it held out
+are in the decision's `split`.
 
 The gate also scores a trusted set that new labels cannot argue with (see `gate.py`); with
 --require-signed, only confirmations signed with the shared key (`signing.py`) are stored.
@@ -127,7 +139,8 @@ def retrain_once(registry: ModelRegistry, store: LabelStore, config: RetrainConf
     current_dir = registry.current_path()
     current, modality = load_model_dir(current_dir, device="cpu")
     ref_train, ref_validation = load_reference(registry)
-    train, validation = store.windows("train"), store.windows("validation")
+    split = store.gate_split()
+    train, validation = store.windows("train", split), store.windows("validation", split)
     X = modality.prepare(np.concatenate([ref_train, *([train.X] if len(train.ids) else [])]))
     y = np.concatenate([np.zeros(len(ref_train), np.int8), train.y])
     X_val = modality.prepare(np.concatenate([ref_validation, *([validation.X] if len(validation.ids) else [])]))
@@ -154,7 +167,7 @@ def retrain_once(registry: ModelRegistry, store: LabelStore, config: RetrainConf
         "event": "promoted" if promote else "rejected", "parent": parent, "init": init, "reasons": reasons,
         "current": current_figures, "candidate": figures[init], "rule": config.rule.to_dict(),
         "labels": {**counts, "upto_seq": max(train.upto_seq, validation.upto_seq)},
-        "training_windows": {"normals": int((y == 0).sum()), "anomalies": int(y.sum())},
+        "training_windows": {"normals": int((y == 0).sum()), "anomalies": int(y.sum())}, "split": split.describe(),
         "trusted": trusted, "contradicting": contradicting, "conflicts": conflicts,
         **({"alternatives": {k: v for k, v in figures.items() if k != init}} if len(figures) > 1 else {}),
     }
@@ -212,7 +225,9 @@ def register(subparsers) -> None:
                    help=f"key of signed confirmations (default ${signing.KEY_ENV}); a bad signature is dead-lettered")
     p.add_argument("--require-signed", action="store_true",
                    help="dead-letter unsigned confirmations too (needs --signing-key or the variable)")
-    p.add_argument("--holdout", type=float, help="share of labels kept for validation (fixed when the store is created; default 0.3)")
+    p.add_argument("--holdout", type=float,
+                   help="share of labels the gate holds out, by stream or by time as above (fixed when the store is "
+                        "created; default 0.3)")
     p.add_argument("--nice", type=int, default=10, help="lower the job's CPU priority by this much (default 10)")
     p.add_argument("--torch-threads", type=int, default=1, help="CPU threads for training (default 1)")
     p.add_argument("--seed", type=int, default=0)
