@@ -20,6 +20,7 @@ from dataclasses import fields
 from typing import TypeVar
 
 import numpy as np
+import sklearn.exceptions
 import torch
 from sklearn.base import BaseEstimator
 from tqdm.auto import tqdm
@@ -66,8 +67,8 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return torch.device(device)
 
 
-class NotFittedError(RuntimeError):
-    pass
+class NotFittedError(sklearn.exceptions.NotFittedError, RuntimeError):
+    """Scoring before fit: scikit-learn's NotFittedError (what its tools catch), and a RuntimeError as before."""
 
 
 class AGAD(BaseEstimator):
@@ -249,7 +250,8 @@ class AGAD(BaseEstimator):
         anomalous = np.flatnonzero(y == 1)
         n_validation = int(round(self.validation_fraction * len(normal)))
         if len(normal) - n_validation < 2:
-            raise ValueError(f"need at least 2 normal training windows after the hold-out, got {len(normal) - n_validation}")
+            raise ValueError(f"need at least 2 normal training windows after the hold-out, got {len(normal) - n_validation} "
+                             f"(n_samples={len(X)}, validation_fraction={self.validation_fraction})")
         validation, train = normal[:n_validation], normal[n_validation:]
 
         warm = self.warm_start and hasattr(self, "generator_")
@@ -406,6 +408,12 @@ class AGAD(BaseEstimator):
                 yield order[start:start + per_batch], anomaly_idx
 
     # ------------------------------------------------------------------ scoring
+    @property
+    def n_features_in_(self) -> int:
+        """Values per window seen in fit (scikit-learn's name; F for 2D input [N, F])."""
+        self._check_fitted()
+        return math.prod(self.window_shape_)
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "threshold_"):
             raise NotFittedError("this AGAD model is not fitted yet: call fit(X) or AGAD.load(path) first")
