@@ -15,9 +15,12 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import fields
+from typing import TypeVar
 
 import numpy as np
+import sklearn.exceptions
 import torch
 from sklearn.base import BaseEstimator
 from tqdm.auto import tqdm
@@ -38,6 +41,9 @@ DEFAULT_MAX_STEPS = 3000
 #: labelled anomalies added to every batch when anomalies_per_batch is None (the paper's 32), fewer if fewer exist
 DEFAULT_ANOMALIES_PER_BATCH = 32
 CALIBRATIONS = ("holdout", "cross-fit")
+#: the loss weights and training switches have one source: TrainingConfig's defaults are AGAD's
+_TRAINING = TrainingConfig()
+T = TypeVar("T")
 
 
 def auto_batch_size(n_train: int) -> int:
@@ -61,8 +67,8 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return torch.device(device)
 
 
-class NotFittedError(RuntimeError):
-    pass
+class NotFittedError(sklearn.exceptions.NotFittedError, RuntimeError):
+    """Scoring before fit: scikit-learn's NotFittedError (what its tools catch), and a RuntimeError as before."""
 
 
 class AGAD(BaseEstimator):
@@ -123,20 +129,20 @@ class AGAD(BaseEstimator):
         early_stopping: bool = True,
         n_iter_no_change: int = 10,
         validation_interval: int | str = "auto",
-        lr: float = 2e-4,
-        lambda_adv: float = 1.0,
-        lambda_con: float = 50.0,
-        lambda_adcon: float = 15.0,
-        lambda_lat: float = 5.0,
-        adcon: str = "hinge",
-        adcon_margin: float = 0.1,
-        adcon_warmup_steps: int = 0,
-        update_order: str = "g_first",
-        aux_bn: bool = True,
-        aux_bn_mode: str = "separate",
-        freeze_bn: bool = True,
-        anomaly_loss: str = "margin",
-        anomaly_margin: float = 1.0,
+        lr: float = _TRAINING.lr,
+        lambda_adv: float = _TRAINING.lambda_adv,
+        lambda_con: float = _TRAINING.lambda_con,
+        lambda_adcon: float = _TRAINING.lambda_adcon,
+        lambda_lat: float = _TRAINING.lambda_lat,
+        adcon: str = _TRAINING.adcon,
+        adcon_margin: float = _TRAINING.adcon_margin,
+        adcon_warmup_steps: int = _TRAINING.adcon_warmup_steps,
+        update_order: str = _TRAINING.update_order,
+        aux_bn: bool = _TRAINING.aux_bn,
+        aux_bn_mode: str = _TRAINING.aux_bn_mode,
+        freeze_bn: bool = _TRAINING.freeze_bn,
+        anomaly_loss: str = _TRAINING.anomaly_loss,
+        anomaly_margin: float = _TRAINING.anomaly_margin,
         anomalies_per_batch: int | None = None,
         target_fpr: float = 0.01,
         validation_fraction: float = 0.1,
@@ -187,13 +193,9 @@ class AGAD(BaseEstimator):
 
     # ------------------------------------------------------------------ building
     def _training_config(self) -> TrainingConfig:
-        return TrainingConfig(
-            lambda_adv=self.lambda_adv, lambda_con=self.lambda_con, lambda_adcon=self.lambda_adcon,
-            lambda_lat=self.lambda_lat, aux_bn=self.aux_bn, aux_bn_mode=self.aux_bn_mode, freeze_bn=self.freeze_bn,
-            adcon=self.adcon, adcon_margin=self.adcon_margin, adcon_warmup_steps=self.adcon_warmup_steps,
-            update_order=self.update_order, anomaly_loss=self.anomaly_loss, anomaly_margin=self.anomaly_margin,
-            lr=self.lr,
-        )
+        """TrainingConfig from the constructor parameters of the same names."""
+        params = self.get_params(deep=False)
+        return TrainingConfig(**{f.name: params[f.name] for f in fields(TrainingConfig) if f.name in params})
 
     def _resolve_architecture(self, n_train: int) -> None:
         """Fix the "auto" widths and bottleneck for this data set (stored with the checkpoint)."""
@@ -248,7 +250,8 @@ class AGAD(BaseEstimator):
         anomalous = np.flatnonzero(y == 1)
         n_validation = int(round(self.validation_fraction * len(normal)))
         if len(normal) - n_validation < 2:
-            raise ValueError(f"need at least 2 normal training windows after the hold-out, got {len(normal) - n_validation}")
+            raise ValueError(f"need at least 2 normal training windows after the hold-out, got {len(normal) - n_validation} "
+                             f"(n_samples={len(X)}, validation_fraction={self.validation_fraction})")
         validation, train = normal[:n_validation], normal[n_validation:]
 
         warm = self.warm_start and hasattr(self, "generator_")
@@ -382,13 +385,7 @@ class AGAD(BaseEstimator):
 
     def _reconstruction_loss(self, Xn: np.ndarray) -> float:
         """Mean |x - G(x)| (L_con) of normalised windows, in test mode."""
-        self.generator_.eval()
-        total = 0.0
-        with torch.inference_mode():
-            for start in range(0, len(Xn), self.score_batch_size):
-                x = self._to_device(Xn[start:start + self.score_batch_size])
-                total += float((x - self.generator_(x)).abs().sum())
-        return total / Xn.size
+        return sum(self._per_batch(Xn, lambda residual: float(residual.abs().sum()))) / Xn.size
 
     def _batches(self, train: np.ndarray, anomalous: np.ndarray, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Endless batches: ``batch_size_`` normal windows, reshuffled every pass, plus ``k`` labelled
@@ -411,6 +408,12 @@ class AGAD(BaseEstimator):
                 yield order[start:start + per_batch], anomaly_idx
 
     # ------------------------------------------------------------------ scoring
+    @property
+    def n_features_in_(self) -> int:
+        """Values per window seen in fit (scikit-learn's name; F for 2D input [N, F])."""
+        self._check_fitted()
+        return math.prod(self.window_shape_)
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "threshold_"):
             raise NotFittedError("this AGAD model is not fitted yet: call fit(X) or AGAD.load(path) first")
@@ -424,17 +427,22 @@ class AGAD(BaseEstimator):
             return tensor.pin_memory().to(self.device_, non_blocking=True)
         return tensor.to(self.device_)
 
-    def _score_normalised(self, Xn: np.ndarray, with_residuals: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    def _per_batch(self, Xn: np.ndarray, reduce: Callable[[torch.Tensor], T]) -> list[T]:
+        """`reduce(x - G(x))` for each batch of `score_batch_size` normalised windows: G in test
+        mode, no gradients. The one inference loop of scoring and of the validation loss."""
         self.generator_.eval()
-        scores, residuals = [], []
+        results = []
         with torch.inference_mode():
             for start in range(0, len(Xn), self.score_batch_size):
                 x = self._to_device(Xn[start:start + self.score_batch_size])
-                residual = x - self.generator_(x)
-                scores.append(residual.flatten(1).norm(dim=1).cpu().numpy())
-                if with_residuals:
-                    residuals.append(residual.cpu().numpy())
-        return np.concatenate(scores), (np.concatenate(residuals) if with_residuals else None)
+                results.append(reduce(x - self.generator_(x)))
+        return results
+
+    def _score_normalised(self, Xn: np.ndarray, with_residuals: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        parts = self._per_batch(Xn, lambda residual: (residual.flatten(1).norm(dim=1).cpu().numpy(),
+                                                      residual.cpu().numpy() if with_residuals else None))
+        scores = np.concatenate([score for score, _ in parts])
+        return scores, (np.concatenate([residual for _, residual in parts]) if with_residuals else None)
 
     def score_and_residuals(self, X) -> tuple[np.ndarray, np.ndarray]:
         """Scores and residual maps x - G(x) (in input units) from a single pass."""

@@ -16,20 +16,33 @@ def check_windows(X, expected_shape: Sequence[int] | None = None, name: str = "X
     torch = sys.modules.get("torch")  # a tensor exists only if torch was imported, so never import it here
     if torch is not None and isinstance(X, torch.Tensor):
         X = X.detach().cpu().numpy()
+    sparse = sys.modules.get("scipy.sparse")
+    if sparse is not None and sparse.issparse(X):
+        raise TypeError(f"{name} is a sparse {type(X).__name__}: sparse input is not supported, pass X.toarray()")
     try:
         X = np.asarray(X)
     except (ValueError, TypeError) as error:
         raise ValueError(f"{name} could not be read as an array: {error}") from None
+    if X.dtype.kind == "c":
+        raise ValueError(f"{name} is complex ({X.dtype}): Complex data not supported")
+    if X.dtype.kind == "O":  # e.g. numbers from a pandas object column; anything else is a TypeError naming it
+        try:
+            X = X.astype(np.float64)
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"{name} of dtype object holds a value that is not a number: {error}") from None
     if X.dtype.kind not in "iuf":
         raise ValueError(f"{name} must be numeric (int or float), got dtype {X.dtype}")
+    given_shape = X.shape
     if X.ndim == 2:
         X = X[:, None, :]
     if X.ndim not in (3, 4):
         raise ValueError(
             f"{name} must have rank 2 [N, L], 3 [N, C, L] or 4 [N, C, H, W]; got rank {X.ndim} with shape {X.shape}"
         )
-    if X.shape[0] == 0 or X.size == 0:
-        raise ValueError(f"{name} is empty (shape {X.shape})")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} is empty (shape {given_shape})")
+    if X.size == 0:
+        raise ValueError(f"{name} is empty: 0 feature(s) (shape={given_shape}) while a minimum of 1 is required.")
     X = X.astype(np.float32, copy=False)
     finite = np.isfinite(X).reshape(len(X), -1).all(axis=1)
     if not finite.all():

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from modalities import Modality, Windows, aggregate_scores, get_modality, load_modality
+from modalities import Modality, Windows, aggregate_scores, available_modalities, get_modality, load_modality
 from pipelines.offline import reports
 from pipelines.offline.baselines import BASELINE_NAMES, fit_baselines
 from pipelines.offline.model_dir import MODALITY_FILE, load_model_dir, save_model_dir
@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 TRAINING_FILE = "training.json"
-MODALITIES = ("ecg", "audio", "image", "array")
+#: built-in and installed plug-in modalities (entry points, not imported here), for --modality
+MODALITIES = tuple(available_modalities())
 
 #: audio settings for known file-name layouts; explicit options override them
 AUDIO_PRESETS: dict[str, dict[str, Any]] = {
@@ -123,7 +124,9 @@ def modality_settings(name: str, args: argparse.Namespace) -> dict[str, Any]:
                   "group_field": args.group_field, "normal_values": normal, "anomaly_values": anomalous},
         "image": {"size": args.size, "normal_classes": [int(c) for c in normal] if normal else None},
         "array": {"normal_label": args.normal},
-    }[name]
+    }.get(name, {})  # a plug-in modality takes its defaults: the data options here are the built-ins'
+    if name not in given and args.normal is not None:
+        raise ValueError(f"--normal: not an option of the {name} modality")
     settings = {k: v for k, v in given.items() if v is not None}
     if str(settings.get("ann", "")).lower() == "none":
         settings["ann"] = None  # no annotations: detect R peaks, labels unknown
@@ -142,8 +145,8 @@ def check_options_apply(name: str, args: argparse.Namespace) -> None:
 
 
 def build_modality(name: str, args: argparse.Namespace) -> Modality:
-    if name not in MODALITIES:
-        raise ValueError(f"unknown modality {name!r}; choose from {', '.join(MODALITIES)}")
+    if name not in available_modalities():
+        raise ValueError(f"unknown modality {name!r}; choose from {', '.join(available_modalities())}")
     check_options_apply(name, args)
     settings = dict(AUDIO_PRESETS.get(args.preset or "", {})) if name == "audio" else {}
     settings.update(modality_settings(name, args))
@@ -154,7 +157,7 @@ def relabel(modality: Modality, args: argparse.Namespace) -> Modality:
     """Apply label/window-placement options to a trained modality; refuse ones that change the model inputs."""
     check_options_apply(modality.name, args)
     settings = modality_settings(modality.name, args)
-    fixed = sorted(set(settings) - set(RELABEL_SETTINGS[modality.name]))
+    fixed = sorted(set(settings) - set(RELABEL_SETTINGS.get(modality.name, ())))
     if fixed:
         options = ", ".join(f"--{k.replace('_', '-')}" for k in fixed)
         raise ValueError(f"{options}: fixed by the trained model's preprocessing (see {MODALITY_FILE}); retrain to change")
