@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from agad_stream import AGAD
-from pipelines.offline.baselines import ALL_BASELINE_NAMES, agad_without_adcon, build_baseline, plain_autoencoder
+from pipelines.offline.baselines import agad_without_adcon, build_baseline, plain_autoencoder
 from pipelines.offline.reports import explanation_indices, ranking_metrics, threshold_metrics
 
 

@@ -9,7 +9,6 @@ listed with its reason.
 
 from __future__ import annotations
 
-import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from agad_stream import AGAD
