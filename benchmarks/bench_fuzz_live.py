@@ -46,7 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "tests"))
 from live_harness import add_live_options, run_live  # noqa: E402
-from bench_kafka_throughput import build_model, ecg_beats, unique_messages  # noqa: E402
+from bench_kafka_throughput import build_model, ecg_beats, published, unique_messages  # noqa: E402
 from hostile_messages import Hostile, hostile_message, huge_window  # noqa: E402
 from kafka_support import ScorerProcess, Topics, process_args, read_topic  # noqa: E402
 
@@ -164,7 +164,7 @@ def run(args: argparse.Namespace, work: Path, broker: LocalBroker) -> dict:
     started = time.monotonic()
     scorer = None
     try:
-        model_dir = build_model(work, args)
+        model_dir = published(build_model(work, args), work)  # with generator.onnx: served on onnx (auto)
         shape = ecg_beats().X.shape[1:]
         mixed, bad = mixed_messages(args, shape)
         largest = max(len(m.value) for _, m in mixed)
@@ -232,6 +232,7 @@ def run(args: argparse.Namespace, work: Path, broker: LocalBroker) -> dict:
         "produce_s": round(produce_s, 1), "first_send_to_all_out_s": round(drain_s, 1),
         "total_s": round(time.monotonic() - started, 1),
         "load_average_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
+        "served_on_onnxruntime": any("onnxruntime" in line for line in scorer.lines),
         "scorer_log_tail": scorer.lines[-5:],
     }
 

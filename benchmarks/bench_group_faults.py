@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "tests"))
 from live_harness import add_live_options, run_live  # noqa: E402
 from bench_faults import read_scores  # noqa: E402
-from bench_kafka_throughput import build_model, ecg_beats, send_all, unique_messages  # noqa: E402
+from bench_kafka_throughput import build_model, ecg_beats, publish, send_all, unique_messages  # noqa: E402
 from kafka_support import ScorerProcess  # noqa: E402
 
 from agad_stream import ModelRegistry  # noqa: E402
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace, work: Path, broker: LocalBroker) -> dict:
     try:
         model_dir = build_model(work, args)
         registry = ModelRegistry(work / "registry")
-        registry.publish(model_dir)
+        publish(model_dir, registry.root)
         name = f"group-{uuid.uuid4().hex[:6]}"
         create_topics(broker.bootstrap, [f"{name}-in"], partitions=args.partitions)
         create_topics(broker.bootstrap, [f"{name}-out", f"{name}-dlq"])
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace, work: Path, broker: LocalBroker) -> dict:
         scorers[0] = ScorerProcess(command)
         events.append({"fault": "scorer 0 restarted", "at_s": round(time.monotonic() - started, 1)})
         time.sleep(args.windows / args.rate * 0.15)
-        registry.publish(model_dir)  # version 2: both scorers reload it before their next batch
+        publish(model_dir, registry.root)  # version 2: both scorers reload it before their next batch
         time.sleep(0.05)
         scorers[1].kill()
         events.append({"fault": "version 2 published, scorer 1 SIGKILL 50 ms later",
@@ -79,6 +79,8 @@ def run(args: argparse.Namespace, work: Path, broker: LocalBroker) -> dict:
         sender.join()
         scores = read_scores(broker.bootstrap, f"{name}-out", {m.id for m in messages}, timeout_s=args.drain_timeout_s)
         alive = [s.process.poll() is None for s in scorers]
+        loaded = [line for s in scorers for line in s.lines if "event=model_loaded" in line]
+        on_onnx = bool(loaded) and all("onnxruntime" in line for line in loaded)
     finally:
         for scorer in scorers:
             if scorer.process.poll() is None:
@@ -90,7 +92,7 @@ def run(args: argparse.Namespace, work: Path, broker: LocalBroker) -> dict:
         "windows": len(sent), "partitions": args.partitions, "rate": args.rate, "events": events,
         "missing": sum(1 for i in sent if counts[i] == 0), "scored_twice_or_more": sum(1 for i in sent if counts[i] > 1),
         "unexpected_ids": len(set(counts) - set(sent)), "scores_by_version": dict(versions),
-        "scorers_alive_at_end": alive, "load_average_1m": round(os.getloadavg()[0], 2),
+        "scorers_alive_at_end": alive, "served_on_onnxruntime": on_onnx, "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
 

@@ -72,12 +72,16 @@ def build_model(work: Path, args) -> Path:
     return save_model_dir(work / "model", model, modality)
 
 
+def publish(model_dir: Path, registry: Path) -> None:
+    """`agad-stream publish`: the next version of ``registry``, with generator.onnx for the onnx engine."""
+    subprocess.run([sys.executable, "-m", "pipelines.cli", "publish", "--model", str(model_dir), "--model-registry",
+                    str(registry)], cwd=REPO, check=True)
+
+
 def published(model_dir: Path, work: Path) -> Path:
     """The version directory `agad-stream publish` makes of ``model_dir`` (with generator.onnx)."""
-    registry = work / "registry"
-    subprocess.run([sys.executable, "-m", "pipelines.cli", "publish", "--model", str(model_dir), "--registry",
-                    str(registry)], cwd=REPO, check=True)
-    return ModelRegistry(registry).current_path()
+    publish(model_dir, work / "registry")
+    return ModelRegistry(work / "registry").current_path()
 
 
 def ecg_beats():
