@@ -32,7 +32,9 @@ def pytest_collection_modifyitems(config, items):
 def pytest_xdist_make_scheduler(config, log):
     """--dist loadfile (scripts/test.sh): each module whole on one worker, so that a module
     fixture (a browser, a private broker, a trained model) starts once; but each test of
-    SPREAD_MODULES goes on its own to whichever worker is free."""
+    SPREAD_MODULES goes on its own to whichever worker is free. (Not xdist_group marks with
+    --dist loadgroup: pytest-xdist 3.8 tags the node ids through item._nodeid, which pytest 9.2
+    no longer reads, so the marks are silently ignored.)"""
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
