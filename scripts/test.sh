@@ -15,5 +15,9 @@ fi
 stop_broker() { [[ $started_broker == 1 ]] && bash scripts/kafka-local.sh stop >/dev/null || true; }
 trap stop_broker EXIT
 
+# The tests run on 3 pytest-xdist workers, each module whole on one worker except the few that
+# tests/conftest.py spreads, the modules with `slow` tests first. 3 on 2 cores: many tests wait
+# on Kafka or on the commands they started. AGAD_TEST_WORKERS=0 runs them all in this process.
 # pytest exits 5 when it collected no test: that is a failure here too.
-.venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 "$@"
+.venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 \
+  -n "${AGAD_TEST_WORKERS:-3}" --dist loadfile --no-loadscope-reorder "$@"

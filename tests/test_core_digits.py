@@ -1,6 +1,7 @@
 """Integration: AGAD's defaults train enough on a small real data set (about 80 normal images)."""
 
 import numpy as np
+import pytest
 from sklearn.datasets import load_digits
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
@@ -8,6 +9,7 @@ from sklearn.model_selection import train_test_split
 from agad_stream import AGAD
 
 
+@pytest.mark.slow  # the defaults train for hundreds of steps: about 40 s
 def test_defaults_train_enough_steps_on_small_data_and_separate_an_unseen_digit():
     digits = load_digits()
     X = digits.images.astype(np.float32)[:, None]

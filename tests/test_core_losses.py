@@ -73,6 +73,7 @@ def test_hinge_adcon_is_bounded_by_its_margin_and_zero_past_it():
     assert losses.l_adcon_hinge(x_hat, x_hat + 100, margin=0.5) == 0
 
 
+@pytest.mark.slow  # a long training run: about 20 s
 def test_bounded_adcon_stays_bounded_over_a_long_run_where_the_paper_form_runs_away():
     import numpy as np
 

@@ -128,6 +128,7 @@ def scorer_mid_stream(make_topics, model_dirs, ecg_windows, scorer_processes):
     return topics, batch, args, first, sender
 
 
+@pytest.mark.slow  # scorer commands started, stopped and started again: over 10 s
 def test_sigkill_and_restart_loses_nothing(make_topics, model_dirs, ecg_windows, scorer_processes):
     topics, batch, args, first, sender = scorer_mid_stream(make_topics, model_dirs, ecg_windows, scorer_processes)
     first.process.send_signal(signal.SIGKILL)
@@ -141,6 +142,7 @@ def test_sigkill_and_restart_loses_nothing(make_topics, model_dirs, ecg_windows,
     assert second.terminate() == 0
 
 
+@pytest.mark.slow  # scorer commands started, stopped and started again: over 10 s
 def test_sigterm_finishes_and_commits_the_batch(make_topics, model_dirs, ecg_windows, scorer_processes):
     topics, batch, args, first, sender = scorer_mid_stream(make_topics, model_dirs, ecg_windows, scorer_processes)
     assert first.terminate() == 0
@@ -151,6 +153,7 @@ def test_sigterm_finishes_and_commits_the_batch(make_topics, model_dirs, ecg_win
     assert scored_ids(scores) == Counter({m.id: 1 for m in batch})  # nothing lost, nothing scored twice
 
 
+@pytest.mark.slow  # scorer commands started, stopped and started again: over 10 s
 def test_two_scorers_share_a_four_partition_topic(make_topics, model_dirs, ecg_windows, scorer_processes):
     topics = make_topics(partitions=4)
     first = scorer_processes(process_args(topics, model_dirs[0], "--client-id", "scorer-a"))
