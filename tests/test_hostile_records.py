@@ -253,7 +253,7 @@ def test_a_second_retrain_job_on_one_registry_is_refused(guarded_registry, make_
     create_topics(topics.bootstrap, [labels, f"{labels}-dead"])
     args = ["--model-registry", str(registry.root), "--bootstrap-servers", topics.bootstrap, "--labels-topic", labels]
     first = scorer_processes([*args, "--every", "1h"], command="retrain")
-    first.wait_for("event=not_enough_labels")
+    first.wait_for("event=not_enough_labels", timeout_s=300)  # a job starting on a loaded machine
     assert cli_main(["retrain", *args, "--once"]) == 2
     assert f"another retrain job (pid {first.process.pid}" in capsys.readouterr().err
     first.kill()
