@@ -53,7 +53,8 @@ def _share(flags: np.ndarray) -> float | None:
 def confirm(model: AGAD, modality: Modality, windows: Windows, per_label: int, version: int,
             bootstrap_servers: str, topic: str, seed: int = 0) -> dict[str, int]:
     """Publish confirmations of up to `per_label` anomalies and false alarms of `windows`
-    (acknowledged by the broker); returns how many of each."""
+    (acknowledged by the broker), in recording order as a reviewer works through a record, so
+    the gate's newest share holds both kinds; returns how many of each."""
     flagged = model.score_samples(modality.prepare(windows.X)) > model.threshold_
     rng = np.random.default_rng(seed)
     picked = {"anomalies": rng.permutation(np.flatnonzero(windows.y == 1))[:per_label],
@@ -63,7 +64,7 @@ def confirm(model: AGAD, modality: Modality, windows: Windows, per_label: int, v
         sent = [producer.send(topic, key=str(windows.source[i]).encode(), value=encode_confirmation(
                     f"{windows.source[i]}:{int(windows.position[i])}", int(windows.y[i]), windows.X[i], REVIEWER,
                     stream=str(windows.source[i]), model_version=version))
-                for i in np.concatenate(list(picked.values()))]
+                for i in np.sort(np.concatenate(list(picked.values())))]
         producer.flush()
         for future in sent:
             future.get(timeout=0)  # raises if the broker refused one
