@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
-import os
 import time
 from pathlib import Path
 
@@ -35,7 +33,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from common import REPO, add_ecg_options, data_path, setup
-from labels_protocol import DETECTOR_NAMES, NEEDS_LABELS, UNSUPERVISED_ONLY, aami_classes, build_detector, one_known_type_split
+from labels_protocol import (DETECTOR_NAMES, NEEDS_LABELS, UNSUPERVISED_ONLY, aami_classes, build_detector, load_cache,
+                             one_known_type_split, save_cache)
 from modalities.ecg import ECGModality
 
 DS1 = ["101", "106", "108", "109", "112", "114", "115", "116", "118", "119", "122", "124",
@@ -93,26 +92,6 @@ def settings(args: argparse.Namespace) -> dict:
     return {"normal_beats": args.normal_beats, "max_steps": args.max_steps, "deep_sad_epochs": args.deep_sad_epochs,
             "fs": args.fs, "window_s": args.window_s, "lead": "MLII", "known": KNOWN,
             **({"train": "DS1", "test": "DS2"} if args.split == "test" else {"train": DS1_FIT, "test": DS1_VALIDATION})}
-
-
-def load_cache(path: Path, expected: dict) -> dict:
-    if not path.exists():
-        return {"settings": expected, "results": {}}
-    try:
-        cache = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise SystemExit(f"{path} is not a results file of this benchmark: {error}") from None
-    if cache.get("settings") != expected:
-        raise SystemExit(f"{path} was written with settings {cache.get('settings')}, not {expected}: pass another --out")
-    return cache
-
-
-def save_cache(path: Path, cache: dict) -> None:
-    """Write through a temporary file, so an interrupted run never leaves half a cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(cache, indent=1))
-    os.replace(temporary, path)
 
 
 def jobs(args: argparse.Namespace) -> list[tuple[str, int, int]]:

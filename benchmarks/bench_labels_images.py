@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import time
 from pathlib import Path
 
@@ -45,8 +44,8 @@ from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
 from common import REPO, data_path
-from labels_protocol import (DETECTOR_NAMES, NEEDS_LABELS, UNSUPERVISED_ONLY, build_detector, one_known_type_split,
-                             stratified_sample)
+from labels_protocol import (DETECTOR_NAMES, NEEDS_LABELS, UNSUPERVISED_ONLY, build_detector, load_cache,
+                             one_known_type_split, save_cache, stratified_sample)
 from modalities.image import ImageModality
 
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "labels_images.json"
@@ -112,26 +111,6 @@ def settings(args: argparse.Namespace) -> dict:
     return {"data": "Fashion-MNIST", "size": "28x28 native", "normal_images": args.normal_images,
             "test_per_class": args.test_per_class, "max_steps": args.max_steps, "deep_sad_epochs": args.deep_sad_epochs,
             "known_class": "(normal class + 1 + seed) mod 10", "gamma": "k / (n + k)"}
-
-
-def load_cache(path: Path, expected: dict) -> dict:
-    if not path.exists():
-        return {"settings": expected, "classes": [], "seeds": [], "results": {}}
-    try:
-        cache = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise SystemExit(f"{path} is not a results file of this benchmark: {error}") from None
-    if cache.get("settings") != expected:
-        raise SystemExit(f"{path} was written with settings {cache.get('settings')}, not {expected}: pass another --out")
-    return cache
-
-
-def save_cache(path: Path, cache: dict) -> None:
-    """Write through a temporary file, so an interrupted run never leaves half a cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(cache, indent=1))
-    os.replace(temporary, path)
 
 
 def labels_for(gamma: float, n_normal: int) -> int:
@@ -388,7 +367,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    cache = load_cache(args.out, settings(args))
+    cache = load_cache(args.out, settings(args), classes=[], seeds=[])
     if not args.report_only:
         todo = [j for j in jobs(args, args.normal_images) if key(*j) not in cache["results"]]
         if not todo:

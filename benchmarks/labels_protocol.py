@@ -10,7 +10,10 @@ training windows held out of the fit.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -276,3 +279,25 @@ def build_detector(name: str, seed: int, max_steps: int, deep_sad_epochs: int, *
     if name not in builders:
         raise ValueError(f"unknown detector {name!r}; choose from {', '.join(DETECTOR_NAMES)}")
     return builders[name]()
+
+
+def load_cache(path: Path, expected: dict, **empty) -> dict:
+    """A label benchmark's result cache, or a new one (with the `empty` fields) when there is none;
+    a cache written under other settings is refused, so no run mixes two protocols."""
+    if not path.exists():
+        return {"settings": expected, **empty, "results": {}}
+    try:
+        cache = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise SystemExit(f"{path} is not a results file of this benchmark: {error}") from None
+    if cache.get("settings") != expected:
+        raise SystemExit(f"{path} was written with settings {cache.get('settings')}, not {expected}: pass another --out")
+    return cache
+
+
+def save_cache(path: Path, cache: dict) -> None:
+    """Write through a temporary file, so an interrupted run never leaves half a cache."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(cache, indent=1))
+    os.replace(temporary, path)
