@@ -133,7 +133,10 @@ def main() -> None:
     parser.add_argument("cache", nargs="?", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--plot", type=Path, help="PNG of the label-efficiency curves (default: beside the cache)")
     parser.add_argument("--update", type=Path, help=f"markdown file whose lines between {BEGIN} and {END} are replaced")
+    parser.add_argument("--block", default="", help="the block's name, for a second result file on one page: "
+                        "the markers are then <!-- labels_report:begin NAME --> and <!-- labels_report:end NAME -->")
     args = parser.parse_args()
+    begin, end = (f"{BEGIN[:-4]} {args.block} -->", f"{END[:-4]} {args.block} -->") if args.block else (BEGIN, END)
     if not args.cache.exists():
         raise SystemExit(f"{args.cache} not found: run benchmarks/bench_labels_ecg.py first")
     cache = json.loads(args.cache.read_text())
@@ -142,10 +145,10 @@ def main() -> None:
     text = report(cache, os.path.relpath(plot, args.update.parent) if args.update else str(plot))
     if args.update:
         document = args.update.read_text()
-        if BEGIN not in document or END not in document:
-            raise SystemExit(f"{args.update} has no {BEGIN} ... {END} block to fill")
-        head, rest = document.split(BEGIN, 1)
-        args.update.write_text(f"{head}{BEGIN}\n{text}\n{END}{rest.split(END, 1)[1]}")
+        if begin not in document or end not in document:
+            raise SystemExit(f"{args.update} has no {begin} ... {end} block to fill")
+        head, rest = document.split(begin, 1)
+        args.update.write_text(f"{head}{begin}\n{text}\n{end}{rest.split(end, 1)[1]}")
     print(text)
 
 
