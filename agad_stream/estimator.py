@@ -41,6 +41,9 @@ DEFAULT_MAX_STEPS = 3000
 #: labelled anomalies added to every batch when anomalies_per_batch is None (the paper's 32), fewer if fewer exist
 DEFAULT_ANOMALIES_PER_BATCH = 32
 CALIBRATIONS = ("holdout", "cross-fit")
+#: what score_samples returns: A(x) = ||x - G(x)||_2, D's opinion (minus its "real" logit), or
+#: both as robust z-scores of the held-out normals, summed (see docs/with-labels.md)
+SCORES = ("reconstruction", "discriminator", "combined")
 #: the loss weights and training switches have one source: TrainingConfig's defaults are AGAD's
 _TRAINING = TrainingConfig()
 T = TypeVar("T")
@@ -110,6 +113,11 @@ class AGAD(BaseEstimator):
     threshold_tail: "empirical" (the 1 - target_fpr quantile of those scores) or "pot" (a
         generalised Pareto fit to their largest tenth, SPOT's peaks over threshold, which
         extrapolates beyond the largest score when there are too few).
+    anomaly_score: what ``score_samples`` returns: "reconstruction", A(x) = ||x - G(x)||_2 (the paper's);
+        "discriminator", minus D's "real" logit (D learns the labelled anomalies as fake); or
+        "combined", the two as robust z-scores (median, 1.4826 MAD) of the held-out normals,
+        summed. On MIT-BIH with one labelled beat type, "combined" ranked that type best on
+        validation and A(x) the unlabelled types (docs/with-labels.md).
     score_batch_size: windows per forward pass when scoring.
     random_state: seed; a CPU run with the same seed is reproducible.
     device: "auto" (CUDA when available), "cpu", "cuda", "cuda:1"...
@@ -149,6 +157,7 @@ class AGAD(BaseEstimator):
         calibration: str = "holdout",
         calibration_folds: int = 5,
         threshold_tail: str = "pot",
+        anomaly_score: str = "reconstruction",
         score_batch_size: int = 512,
         random_state: int | None = None,
         device: str = "auto",
@@ -185,6 +194,7 @@ class AGAD(BaseEstimator):
         self.calibration = calibration
         self.calibration_folds = calibration_folds
         self.threshold_tail = threshold_tail
+        self.anomaly_score = anomaly_score
         self.score_batch_size = score_batch_size
         self.random_state = random_state
         self.device = device
@@ -234,6 +244,8 @@ class AGAD(BaseEstimator):
             raise ValueError(f"calibration_folds must be an integer >= 2, got {self.calibration_folds!r}")
         if self.threshold_tail not in TAILS:
             raise ValueError(f"threshold_tail must be one of {TAILS}, got {self.threshold_tail!r}")
+        if self.anomaly_score not in SCORES:
+            raise ValueError(f"anomaly_score must be one of {SCORES}, got {self.anomaly_score!r}")
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None) -> "AGAD":
@@ -282,14 +294,15 @@ class AGAD(BaseEstimator):
                    anomalous: np.ndarray, fold_template: "AGAD | None") -> None:
         """Set ``threshold_`` from normal scores no model trained on (see agad_stream.calibration)."""
         sources = {"holdout": len(validation)}
-        scores = [self._score_normalised(Xn[validation])[0]] if len(validation) else []
+        self.score_scale_ = self._fit_score_scale(Xn[validation] if len(validation) else Xn[train])
+        scores = [self._score(Xn[validation])] if len(validation) else []
         started = time.perf_counter()
         if self.calibration == "cross-fit":
             scores.append(self._out_of_fold_scores(X, y, train, anomalous, fold_template))
             sources["cross-fit"] = len(train)
         elif not len(validation):
             warnings.warn("validation_fraction=0: the threshold is calibrated on training windows and will be optimistic")
-            scores.append(self._score_normalised(Xn[train])[0])
+            scores.append(self._score(Xn[train]))
             sources["training"] = len(train)
         self.calibration_scores_ = np.concatenate(scores).astype(np.float32)
         result = calibrate(self.calibration_scores_, self.target_fpr, self.threshold_tail)
@@ -322,7 +335,7 @@ class AGAD(BaseEstimator):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the fold's own (training-window) threshold is not used
                 model.fit(X[rows], y[rows])
-            scores[held] = model.score_samples(X[train[held]])
+            scores[held] = self._combine(model._score_parts(model._normalise(X[train[held]])))  # on this model's scale
         return scores
 
     def _train(self, trainer: AGADTrainer, Xn: np.ndarray, train: np.ndarray, validation: np.ndarray,
@@ -444,18 +457,56 @@ class AGAD(BaseEstimator):
         scores = np.concatenate([score for score, _ in parts])
         return scores, (np.concatenate([residual for _, residual in parts]) if with_residuals else None)
 
+    def _discriminator_score(self, Xn: np.ndarray) -> np.ndarray:
+        """Minus D's "real" logit (main BN, test mode): D is trained to call pseudo-anomalies and
+        labelled anomalies fake, so a high value is what D has learned to take for an anomaly."""
+        self.discriminator_.eval()
+        logits = []
+        with torch.inference_mode():
+            for start in range(0, len(Xn), self.score_batch_size):
+                logits.append(self.discriminator_(self._to_device(Xn[start:start + self.score_batch_size]))[0].cpu())
+        return -torch.cat(logits).numpy().astype(np.float32)
+
+    def _score_parts(self, Xn: np.ndarray) -> dict[str, np.ndarray]:
+        """The raw scores ``anomaly_score`` needs, by name."""
+        needs = ("reconstruction", "discriminator") if self.anomaly_score == "combined" else (self.anomaly_score,)
+        return {name: self._score_normalised(Xn)[0] if name == "reconstruction" else self._discriminator_score(Xn)
+                for name in needs}
+
+    def _fit_score_scale(self, Xn_normal: np.ndarray) -> dict[str, list[float]]:
+        """Median and 1.4826 MAD of each raw score on normal windows no model trained on ("combined" only)."""
+        if self.anomaly_score != "combined":
+            return {}
+        scale = {}
+        for name, part in self._score_parts(Xn_normal).items():
+            median = float(np.median(part))
+            scale[name] = [median, max(1.4826 * float(np.median(np.abs(part - median))), 1e-12)]
+        return scale
+
+    def _combine(self, parts: dict[str, np.ndarray]) -> np.ndarray:
+        if self.anomaly_score != "combined":
+            return parts[self.anomaly_score]
+        return sum((part - self.score_scale_[name][0]) / self.score_scale_[name][1]
+                   for name, part in parts.items()).astype(np.float32)
+
+    def _score(self, Xn: np.ndarray) -> np.ndarray:
+        return self._combine(self._score_parts(Xn))
+
     def score_and_residuals(self, X) -> tuple[np.ndarray, np.ndarray]:
-        """Scores and residual maps x - G(x) (in input units) from a single pass."""
+        """Scores and residual maps x - G(x) (in input units) from a single pass of G."""
         self._check_fitted()
         X = check_windows(X, self.window_shape_)
-        scores, residuals = self._score_normalised(self._normalise(X), with_residuals=True)
+        Xn = self._normalise(X)
+        reconstruction, residuals = self._score_normalised(Xn, with_residuals=True)
+        scores = reconstruction if self.anomaly_score == "reconstruction" else self._score(Xn)
         return scores, residuals * per_channel(self.std_, X.ndim)
 
     def score_samples(self, X) -> np.ndarray:
-        """Anomaly score A(x) = ||x - G(x)||_2 in normalised units; higher = more anomalous."""
+        """The anomaly score chosen by ``anomaly_score`` (default A(x) = ||x - G(x)||_2, in normalised
+        units); higher = more anomalous."""
         self._check_fitted()
         X = check_windows(X, self.window_shape_)
-        return self._score_normalised(self._normalise(X))[0]
+        return self._score(self._normalise(X))
 
     def decision_function(self, X) -> np.ndarray:
         """Score minus threshold: positive means flagged as anomalous."""
@@ -488,6 +539,7 @@ class AGAD(BaseEstimator):
             "training": {"steps": self.n_steps_, "kept_step": self.best_step_, "batch_size": self.batch_size_},
             "normalisation": {"mean": self.mean_.tolist(), "std": self.std_.tolist()},
             "threshold": self.threshold_,
+            "score_scale": self.score_scale_,
             "calibration": self.calibration_,
             "calibration_scores": self.calibration_scores_.tolist(),
             "history": self.history_,
@@ -513,6 +565,7 @@ class AGAD(BaseEstimator):
             model.mean_ = np.asarray(metadata["normalisation"]["mean"], np.float32)
             model.std_ = np.asarray(metadata["normalisation"]["std"], np.float32)
             model.threshold_ = float(metadata["threshold"])
+            model.score_scale_ = dict(metadata.get("score_scale", {}))
             model.calibration_scores_ = np.asarray(metadata["calibration_scores"], np.float32)
             # checkpoints from before the calibration report: describe their empirical threshold
             model.calibration_ = metadata.get("calibration") or {

@@ -285,6 +285,7 @@ def build_model(modality: Modality, args: argparse.Namespace) -> AGAD:
         batch_size=args.batch_size or "auto",
         lr=args.lr,
         target_fpr=args.target_fpr,
+        anomaly_score=args.anomaly_score,
         random_state=args.seed,
         device=args.device,
         verbose=not args.quiet,
@@ -585,6 +586,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--generator", help="registered generator (default: the modality's, usually naive)")
     model.add_argument("--lr", type=float, default=2e-4)
     model.add_argument("--target-fpr", type=float, default=0.01, help="false-positive rate that sets the threshold")
+    model.add_argument("--anomaly-score", choices=("reconstruction", "discriminator", "combined"), default="reconstruction",
+                       help="what a window's score is: A(x) = ||x - G(x)|| (default), D's opinion, or both on a common "
+                            "scale (with labels, 'combined' ranked the labelled type best on ECG validation; a model "
+                            "that needs D is served with --engine torch)")
     model.add_argument("--gamma", type=float, help="supervision level a/(n+a) of labelled anomalies")
     model.add_argument("--labelled-anomalies", type=int, help="number of labelled anomalies (instead of --gamma)")
     model.add_argument("--max-train-windows", type=int,

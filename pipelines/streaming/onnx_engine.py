@@ -36,6 +36,10 @@ class OnnxAGAD:
         metadata = read_metadata(directory)
         if ONNX_SHA256_KEY not in metadata:
             raise CheckpointError(f"{directory} has no {ONNX_FILE}: `agad-stream publish` exports one")
+        score = metadata.get("params", {}).get("anomaly_score", "reconstruction")
+        if score != "reconstruction":
+            raise CheckpointError(f"{directory} scores with anomaly_score={score!r}, which needs the discriminator; "
+                                  f"{ONNX_FILE} holds the generator only: serve it with --engine torch")
         verified_file(directory, WEIGHTS_FILE, "weights_sha256", metadata)
         graph = verified_file(directory, ONNX_FILE, ONNX_SHA256_KEY, metadata)
         try:

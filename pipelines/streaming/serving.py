@@ -75,9 +75,15 @@ def choose_engine(path: Path, engine: str, device: str) -> str:
         return engine
     if not on_cpu:
         return "torch"
-    if ONNX_SHA256_KEY not in read_metadata(path):
+    metadata = read_metadata(path)
+    if ONNX_SHA256_KEY not in metadata:
         log_event(log, "engine_fallback", engine="torch", model=path,
                   reason="the model has no generator.onnx (published before ONNX export, or not exportable)")
+        return "torch"
+    score = metadata.get("params", {}).get("anomaly_score", "reconstruction")
+    if score != "reconstruction":
+        log_event(log, "engine_fallback", engine="torch", model=path,
+                  reason=f"anomaly_score={score} needs the discriminator, and generator.onnx holds the generator only")
         return "torch"
     return "onnx"
 
