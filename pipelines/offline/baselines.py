@@ -54,8 +54,9 @@ def plain_autoencoder(model: AGAD) -> AGAD:
     """An unfitted copy of `model` keeping only L_con: no adversarial, pseudo-anomaly or latent terms.
 
     Same generator, widths, epochs, batch size, seed and hold-out, so the difference in
-    results is what AGAD's extra terms bring. Labelled anomalies would only enter
-    through those terms, so the plain autoencoder is always trained on normals only.
+    results is what AGAD's extra terms bring. Given labelled anomalies, it trains on them
+    through AGAD's labelled-anomaly loss (the margin loss by default), the one term it keeps
+    beside L_con, so a label-using comparison gives it the same labels.
     """
     params = model.get_params()
     params.update(lambda_adv=0.0, lambda_adcon=0.0, lambda_lat=0.0, aux_bn=False)
