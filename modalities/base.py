@@ -166,6 +166,9 @@ class Modality:
     name: ClassVar[str] = ""
     #: generator the AGAD core should use for this kind of input unless told otherwise
     default_generator: ClassVar[str] = "naive"
+    #: AGAD parameters `agad-stream train` uses for this kind of input unless told otherwise,
+    #: each chosen on this modality's validation data (saved with the model in agad.json)
+    agad_defaults: ClassVar[dict[str, Any]] = {}
 
     def get_params(self) -> dict[str, Any]:
         """Constructor settings, read back from the attributes of the same name."""

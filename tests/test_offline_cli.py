@@ -11,6 +11,8 @@ import pytest
 import torch
 import wfdb
 
+from agad_stream import AGAD
+
 from pipelines.offline.baselines import BASELINE_NAMES
 from pipelines.cli import main
 
@@ -70,6 +72,16 @@ def test_ecg_model_dir_records_the_training_split(ecg_model):
     training = json.loads((ecg_model / "training.json").read_text())
     assert training["train_groups"] == ["119a"] and training["test_groups"] == ["119b"]
     assert training["n_normal"] > 0 and training["n_labelled_anomalies"] == 0
+
+
+def test_each_modality_trains_with_its_own_agad_defaults(ecg_model, machine_dir, tmp_path):
+    """ECG's defaults (chosen on held-out MIT-BIH patients) drop the pseudo-anomaly term;
+    a modality without its own keeps AGAD's, so the paper's configuration stays the default."""
+    ecg = json.loads((ecg_model / "agad.json").read_text())["params"]
+    assert ecg["lambda_adcon"] == 0.0 and ecg["aux_bn"] is False
+    assert main(["train", "--modality", "audio", "--data", str(machine_dir), "--out", str(tmp_path / "m"), *TINY]) == 0
+    audio = json.loads((tmp_path / "m" / "agad.json").read_text())["params"]
+    assert audio["lambda_adcon"] == AGAD().lambda_adcon > 0 and audio["aux_bn"] is True
 
 
 def test_ecg_evaluate_reports_agad_and_baselines_on_unseen_record(ecg_model, tmp_path):

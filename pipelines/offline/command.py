@@ -273,10 +273,12 @@ def training_set(train: Windows, args: argparse.Namespace) -> tuple[Windows, np.
 
 
 def build_model(modality: Modality, args: argparse.Namespace) -> AGAD:
-    """AGAD with its own data-sized defaults, except what the command line sets."""
+    """AGAD with its own data-sized defaults and the modality's (`Modality.agad_defaults`),
+    except what the command line sets."""
     from agad_stream import AGAD
 
     return AGAD(
+        **modality.agad_defaults,
         generator=args.generator or modality.default_generator,
         channels=tuple(args.channels) if args.channels else "auto",
         latent_dim=args.latent_dim or "auto",
