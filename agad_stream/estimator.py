@@ -440,16 +440,17 @@ class AGAD(BaseEstimator):
             return tensor.pin_memory().to(self.device_, non_blocking=True)
         return tensor.to(self.device_)
 
-    def _per_batch(self, Xn: np.ndarray, reduce: Callable[[torch.Tensor], T]) -> list[T]:
-        """`reduce(x - G(x))` for each batch of `score_batch_size` normalised windows: G in test
-        mode, no gradients. The one inference loop of scoring and of the validation loss."""
-        self.generator_.eval()
-        results = []
+    def _in_batches(self, network: torch.nn.Module, Xn: np.ndarray, step: Callable[[torch.Tensor], T]) -> list[T]:
+        """`step(x)` for each batch x of `score_batch_size` normalised windows, with `network` in
+        test mode and no gradients: the one inference loop of scoring and of the validation loss."""
+        network.eval()
         with torch.inference_mode():
-            for start in range(0, len(Xn), self.score_batch_size):
-                x = self._to_device(Xn[start:start + self.score_batch_size])
-                results.append(reduce(x - self.generator_(x)))
-        return results
+            return [step(self._to_device(Xn[start:start + self.score_batch_size]))
+                    for start in range(0, len(Xn), self.score_batch_size)]
+
+    def _per_batch(self, Xn: np.ndarray, reduce: Callable[[torch.Tensor], T]) -> list[T]:
+        """`reduce(x - G(x))` for each batch of normalised windows."""
+        return self._in_batches(self.generator_, Xn, lambda x: reduce(x - self.generator_(x)))
 
     def _score_normalised(self, Xn: np.ndarray, with_residuals: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         parts = self._per_batch(Xn, lambda residual: (residual.flatten(1).norm(dim=1).cpu().numpy(),
@@ -460,18 +461,17 @@ class AGAD(BaseEstimator):
     def _discriminator_score(self, Xn: np.ndarray) -> np.ndarray:
         """Minus D's "real" logit (main BN, test mode): D is trained to call pseudo-anomalies and
         labelled anomalies fake, so a high value is what D has learned to take for an anomaly."""
-        self.discriminator_.eval()
-        logits = []
-        with torch.inference_mode():
-            for start in range(0, len(Xn), self.score_batch_size):
-                logits.append(self.discriminator_(self._to_device(Xn[start:start + self.score_batch_size]))[0].cpu())
+        logits = self._in_batches(self.discriminator_, Xn, lambda x: self.discriminator_(x)[0].cpu())
         return -torch.cat(logits).numpy().astype(np.float32)
 
-    def _score_parts(self, Xn: np.ndarray) -> dict[str, np.ndarray]:
-        """The raw scores ``anomaly_score`` needs, by name."""
-        needs = ("reconstruction", "discriminator") if self.anomaly_score == "combined" else (self.anomaly_score,)
-        return {name: self._score_normalised(Xn)[0] if name == "reconstruction" else self._discriminator_score(Xn)
-                for name in needs}
+    def _score_parts(self, Xn: np.ndarray, reconstruction: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The raw scores ``anomaly_score`` needs, by name; ``reconstruction``: A(x) when already computed."""
+        parts = {}
+        if self.anomaly_score != "discriminator":
+            parts["reconstruction"] = self._score_normalised(Xn)[0] if reconstruction is None else reconstruction
+        if self.anomaly_score != "reconstruction":
+            parts["discriminator"] = self._discriminator_score(Xn)
+        return parts
 
     def _fit_score_scale(self, Xn_normal: np.ndarray) -> dict[str, list[float]]:
         """Median and 1.4826 MAD of each raw score on normal windows no model trained on ("combined" only)."""
@@ -498,7 +498,7 @@ class AGAD(BaseEstimator):
         X = check_windows(X, self.window_shape_)
         Xn = self._normalise(X)
         reconstruction, residuals = self._score_normalised(Xn, with_residuals=True)
-        scores = reconstruction if self.anomaly_score == "reconstruction" else self._score(Xn)
+        scores = self._combine(self._score_parts(Xn, reconstruction))  # G runs once
         return scores, residuals * per_channel(self.std_, X.ndim)
 
     def score_samples(self, X) -> np.ndarray:

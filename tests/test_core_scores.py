@@ -91,3 +91,12 @@ def test_a_model_scored_by_its_discriminator_is_served_with_torch(fitted, tmp_pa
     assert choose_engine(tmp_path / "model", "auto", "cpu") == "torch"
     with pytest.raises(CheckpointError, match="--engine torch"):
         OnnxAGAD(tmp_path / "model")
+
+
+def test_the_scorer_path_gives_the_same_scores_as_score_samples(fitted, labelled):
+    """score_and_residuals (what the scorer calls) reuses G's pass for A(x): same scores as score_samples."""
+    _, _, test, _ = labelled
+    for score, model in fitted.items():
+        scores, residuals = model.score_and_residuals(test)
+        assert np.allclose(scores, model.score_samples(test), rtol=1e-5, atol=1e-5), score
+        assert residuals.shape == (len(test), 1, 64)
