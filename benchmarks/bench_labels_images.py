@@ -19,7 +19,7 @@ one-vs-rest): the anomalies are the nine other classes. Native 28x28 images in [
   early on held-out normals within them); Deep SAD --deep-sad-epochs; the same for every row.
 Protocols (--protocols): "seen" and "known" at --gammas with every detector of
 labels_protocol.py (the tabular ones on flattened images); "table5": AGAD with AdvProp (aux
-BN) and Freeze-BN each on or off, across --gammas, under "seen" and "known" (at γ = 0
+BN) and Freeze-BN each on or off, across --gammas, under "seen" and "known" (--table5-kinds; at γ = 0
 Freeze-BN has nothing to freeze: those runs are AGAD's own); "figure4": AGAD at
 --figure-gammas, seen types, box plots of class-wise scores with Tukey's fences (seed 0);
 "efficiency": one known type at --label-counts labels, every label-using detector.
@@ -70,6 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--detectors", default=",".join(DETECTOR_NAMES),
                         help="detectors of the seen, known and efficiency protocols")
     parser.add_argument("--gammas", default="0,0.01,0.03,0.05,0.1", help="supervision levels γ = k / (n + k)")
+    parser.add_argument("--table5-kinds", default="seen,known", help="the label protocols Table 5 runs under")
     parser.add_argument("--figure-gammas", default="0.05,0.2", help="γ of the box plots (Figure 4)")
     parser.add_argument("--label-counts", default="5,10,20,50,100,200", help="labelled images of the known class")
     parser.add_argument("--normal-images", type=int, default=2000, help="training images of the normal class")
@@ -94,6 +95,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.protocol_list = [p for p in args.protocols.split(",") if p]
     problems += [f"--protocols: unknown {p}; choose from {', '.join(PROTOCOLS)}" for p in args.protocol_list
                  if p not in PROTOCOLS]
+    args.table5_kind_list = [k for k in args.table5_kinds.split(",") if k]
+    problems += [f"--table5-kinds: unknown {k}; choose from seen, known" for k in args.table5_kind_list
+                 if k not in ("seen", "known")]
     args.detector_list = [d for d in args.detectors.split(",") if d]
     problems += [f"--detectors: unknown {d}; choose from {', '.join(DETECTOR_NAMES)}" for d in args.detector_list
                  if d not in DETECTOR_NAMES]
@@ -144,7 +148,7 @@ def jobs(args: argparse.Namespace, n_normal: int) -> list[tuple[str, str, int, i
         if protocol in ("seen", "known"):
             wanted += [(d, protocol, k) for k in gamma_counts for d in args.detector_list]
         elif protocol == "table5":
-            wanted += [(d, kind, k) for kind in ("seen", "known") for k in gamma_counts for d in TABLE5]
+            wanted += [(d, kind, k) for kind in args.table5_kind_list for k in gamma_counts for d in TABLE5]
         elif protocol == "figure4":
             wanted += [("agad", "seen", labels_for(g, n_normal)) for g in args.figure_gamma_list]
         else:
