@@ -341,56 +341,38 @@ def render_learning_kafka() -> str:
     return table(["", ""], rows) + source(["learning_kafka.json"], "python benchmarks/bench_learning_kafka.py")
 
 
-VARIANTS = ["holdout/empirical", "holdout/pot", "cross-fit/empirical", "cross-fit/pot"]
-VARIANT_NOTES = {"holdout/empirical": " (the previous rule)", "holdout/pot": " (**default**)"}
-
-
-FPR_LOG_LINE = re.compile(r"^(?P<dataset>[\w-]+) seed (?P<seed>\d+): (?P<variants>.*) \(\d+ s\)$")
-
-
-def fpr_log_runs(name: str) -> dict[str, list[dict[str, tuple[float, float]]]]:
-    """{dataset: [{variant: (SELECTION FPR, TEST FPR)} per seed]} from bench_fpr's progress lines."""
-    runs: dict[str, list[dict[str, tuple[float, float]]]] = {}
-    for line in (RESULTS / name).read_text().splitlines():
-        match = FPR_LOG_LINE.match(line)
-        if match:
-            variants = {}
-            for part in match["variants"].split(", "):
-                variant, figures = part.split(" ")
-                selection, test = figures.split("/")
-                variants[variant] = (float(selection), float(test))
-            runs.setdefault(match["dataset"], []).append(variants)
-    return runs
+VARIANTS = ["holdout+training/pot", "holdout+training/empirical", "holdout/pot", "holdout/empirical",
+            "cross-fit/pot", "cross-fit/empirical"]
+VARIANT_NOTES = {"holdout+training/pot": " (**default**)", "holdout/pot": " (the default before)"}
+FPR_DATA = {"ecg-300": "MIT-BIH PVC, normal beats of 100, 106, 116, 121, 200",
+            "fsdd": "FSDD log-mel patches, the 4 training speakers", "digits": "sklearn digits"}
+FPR_BUDGETS = {"fpr_calibration_default_budget.json": "AGAD's default (3000 steps, early stopping)",
+               "fpr_calibration_80steps.json": "80 steps"}
 
 
 def render_fpr_calibration() -> str:
-    by_dataset = load("fpr_calibration_ecg-300.json")["calibration"]["summary"]["by_dataset"]["ecg-300"]["variants"]
     rows = []
-    for i, name in enumerate(VARIANTS):
-        v = by_dataset[name]
-        data = "MIT-BIH PVC, normal beats of 100, 106, 116, 121, 200" if i == 0 else ""
-        rows.append([data, name.replace("/", " / ") + VARIANT_NOTES.get(name, ""),
-                     f"{v['selection_mean']:.4f} ± {v['selection_std']:.4f}", f"{v['test_mean']:.4f} ± {v['test_std']:.4f}",
-                     f"{v['expected_fpr']:.3f}, {v['interval_upper']:.3f}"])
-    log = "fpr_calibration_fsdd_digits.log"
-    labels = {"fsdd": "FSDD log-mel patches, the 4 training speakers", "digits": "sklearn digits"}
-    for dataset, seeds in fpr_log_runs(log).items():
-        for i, name in enumerate(VARIANTS):
-            selection = [s[name][0] for s in seeds]
-            test = [s[name][1] for s in seeds]
-            if len(seeds) == 1:
-                cells = [f"{selection[0]:.4f}", f"{test[0]:.4f}"]
-            else:
-                cells = [f"{np.mean(selection):.4f} ± {np.std(selection):.4f}", f"{np.mean(test):.4f} ± {np.std(test):.4f}"]
-            data = f"{labels.get(dataset, dataset)}, {len(seeds)} seed{'s' if len(seeds) > 1 else ''} (the run's log)" if i == 0 else ""
-            rows.append([data, name.replace("/", " / ") + VARIANT_NOTES.get(name, "").replace(" (the previous rule)", ""),
-                         *cells, ""])
-    return table(["data", "calibration / tail", "SELECTION FPR", "TEST FPR",
-                  "reported expected FPR, 95% upper bound"], rows) + source(
-        ["fpr_calibration_ecg-300.json", log],
-        "nice -n 15 python benchmarks/bench_fpr.py --parts calibration --datasets ecg-300 --seeds S",
-        "python benchmarks/bench_fpr.py --combine A.json,B.json,C.json",
-        note="--datasets fsdd,digits for the others; that process was stopped before it wrote its JSON")
+    for file, budget in FPR_BUDGETS.items():
+        result = load(file)["calibration"]
+        n_seeds = len({r["seed"] for r in result["runs"]})
+        for d, (dataset, entry) in enumerate(result["summary"]["by_dataset"].items()):
+            present = [v for v in VARIANTS if v in entry["variants"]]
+            for i, name in enumerate(present):
+                v = entry["variants"][name]
+                rows.append([f"{budget}, {n_seeds} seeds" if d == 0 and i == 0 else "",
+                             FPR_DATA.get(dataset, dataset) if i == 0 else "",
+                             name.replace("/", " / ") + VARIANT_NOTES.get(name, ""),
+                             f"{v['selection_mean']:.4f} ± {v['selection_std']:.4f}",
+                             f"{v['test_mean']:.4f} ± {v['test_std']:.4f}", f"{v['interval_upper']:.3f}"])
+        misses = ", ".join(f"{name} {m:.2f}" for name, m in sorted(result["summary"]["selection_miss"].items(),
+                                                                   key=lambda kv: kv[1]))
+        rows.append(["", "", f"SELECTION miss, mean abs(log(FPR / target)): {misses}", "", "", ""])
+    return table(["budget", "data", "calibration / tail", "SELECTION FPR", "TEST FPR", "reported 95% upper bound"],
+                 rows) + source(
+        list(FPR_BUDGETS),
+        "nice -n 15 python benchmarks/bench_fpr.py --parts calibration --datasets ecg-300,digits,fsdd "
+        "--sources holdout+training,holdout --max-steps 3000 --seeds 0,1,2,3,4",
+        "nice -n 15 python benchmarks/bench_fpr.py --parts calibration --datasets digits,ecg-300,fsdd --seeds 0,1,2,...,9")
 
 
 def render_fpr_adaptive() -> str:

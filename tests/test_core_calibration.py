@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import binomtest, genpareto
 
 from agad_stream import AGAD
-from agad_stream.calibration import calibrate, clopper_pearson, gpd_by_moments
+from agad_stream.calibration import calibrate, clopper_pearson, gpd_by_moments, rescale_training_scores
 from agad_stream.checkpoint import load_checkpoint, save_checkpoint
 
 TINY = dict(channels=(4, 8, 16), latent_dim=8, max_steps=20, batch_size=16, verbose=False, device="cpu")
@@ -57,6 +57,27 @@ def test_the_pot_tail_keeps_the_target_where_the_empirical_quantile_of_few_score
     assert np.mean(few) > 0.025  # the maximum of 29: 1/30 expected, whatever the tail says
 
 
+def test_training_scores_lifted_to_the_held_out_level_keep_the_target_that_30_held_out_scores_miss():
+    rng = np.random.default_rng(3)
+    fresh = rng.lognormal(2, 0.3, 200_000)
+    achieved = {"holdout": [], "holdout+training": []}
+    for _ in range(200):
+        held_out, overfit_training = rng.lognormal(2, 0.3, 30), 0.8 * rng.lognormal(2, 0.3, 270)
+        pools = {"holdout": held_out,
+                 "holdout+training": np.r_[held_out, rescale_training_scores(held_out, overfit_training)]}
+        for name, pool in pools.items():
+            achieved[name].append(np.mean(fresh > calibrate(pool, 0.01, "pot").threshold))
+    assert 0.008 < np.mean(achieved["holdout+training"]) < 0.015
+    assert np.std(achieved["holdout+training"]) < np.std(achieved["holdout"]) / 2
+
+
+def test_training_scores_are_rescaled_up_never_down_and_shifted_when_a_score_can_be_negative():
+    training = np.array([1.0, 2.0, 3.0])
+    assert np.allclose(rescale_training_scores(np.array([4.0, 6.0]), training), 2.5 * training)
+    assert np.allclose(rescale_training_scores(np.array([0.5, 1.0]), training), training)
+    assert np.allclose(rescale_training_scores(np.array([-1.0, 5.0]), training - 2), training - 2 + 2)
+
+
 def test_unknown_tail_is_named():
     with pytest.raises(ValueError, match="threshold tail"):
         calibrate([1.0, 2.0], 0.01, "gauss")
@@ -77,9 +98,15 @@ def test_cross_fit_scores_every_normal_window_and_the_report_lands_in_agad_json(
     assert AGAD.load(tmp_path / "m").calibration_ == saved
 
 
-def test_the_holdout_warning_points_to_cross_fit():
-    with pytest.warns(UserWarning, match="calibration='cross-fit' scores every normal training window"):
-        AGAD(random_state=0, **TINY).fit(sine_windows(60))
+def test_the_default_adds_the_rescaled_training_scores_and_the_holdout_warning_points_to_it():
+    model = AGAD(random_state=0, **TINY)
+    with pytest.warns(UserWarning, match="60 calibration windows cannot support"):
+        model.fit(sine_windows(60))
+    assert model.calibration_["scores_from"] == {"holdout": 6, "training, rescaled": 54}
+    held_out = model.calibration_scores_[:6]
+    assert np.median(model.calibration_scores_[6:]) >= np.median(held_out) * (1 - 1e-6)
+    with pytest.warns(UserWarning, match="calibration='holdout\\+training' scores every normal training window"):
+        AGAD(calibration="holdout", random_state=0, **TINY).fit(sine_windows(60))
 
 
 def test_a_checkpoint_from_before_the_calibration_report_still_loads(tmp_path):
