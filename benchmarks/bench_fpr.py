@@ -301,7 +301,9 @@ def main() -> None:
         for seed in seeds:
             runs.append(adaptive_run(args, seed))
             Path(args.out).write_text(json.dumps({**results, "adaptive": {"runs": runs}}, indent=2))  # so far
-            print(f"adaptive seed {seed}: " + json.dumps({k: v for k, v in runs[-1].items() if k != "seed"}), flush=True)
+            shown = {k: ({m: f for m, f in v.items() if m not in ("scores", "y")} if isinstance(v, dict) else v)
+                     for k, v in runs[-1].items() if k != "seed"}
+            print(f"adaptive seed {seed}: " + json.dumps(shown), flush=True)
         results["adaptive"] = {"runs": runs, "summary": summarise_adaptive(runs)}
         print_adaptive(results["adaptive"]["summary"])
     results["wall_seconds"] = round(time.perf_counter() - started, 1)
