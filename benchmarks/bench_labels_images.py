@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import time
 from pathlib import Path
 
@@ -43,7 +44,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
-from common import REPO, data_path
+from common import REPO, data_path, update_block
 from labels_protocol import (DETECTOR_NAMES, NEEDS_LABELS, UNSUPERVISED_ONLY, build_detector, load_cache,
                              one_known_type_split, save_cache, stratified_sample)
 from modalities.image import ImageModality
@@ -79,6 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--deep-sad-epochs", type=int, default=50, help="Deep SAD training epochs")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--report-only", action="store_true", help="print the tables and write the PNGs from --out")
+    parser.add_argument("--update", type=Path, help="markdown page whose <!-- labels_images:begin NAME --> ... "
+                        "<!-- labels_images:end NAME --> block gets the report (NAME: --block)")
+    parser.add_argument("--block", default="results", help="the block's name on the --update page")
     args = parser.parse_args(argv)
     try:
         args.class_list = [int(c) for c in args.classes.split(",")]
@@ -267,15 +271,22 @@ def report(cache: dict, args: argparse.Namespace) -> str:
     detectors = [d for d in DETECTOR_NAMES if any(r["detector"] == d for r in cache["results"].values())]
     parts = [f"Settings: {json.dumps(cache['settings'])}; classes run: {cache['classes']}; seeds run: {cache['seeds']}; "
              f"{len(cache['results'])} runs. Cells: mean ± std over seeds of the mean over normal classes (AUROC in %)."]
-    parts.append("Seen types (protocol 1), AUROC of all anomalies:\n\n" + table(
-        [(d, [cell(runs_of(cache, d, "seen", counts[g]), "all", "auroc", True) for g in gammas]) for d in detectors],
-        ["detector", *[f"γ={g:g} (k={counts[g]})" for g in gammas]]))
-    parts.append("One known type (protocol 2), AUROC known / novel:\n\n" + table(
-        [(d, [f"{cell(runs_of(cache, d, 'known', counts[g]), 'known', 'auroc', True)} / "
-              f"{cell(runs_of(cache, d, 'known', counts[g]), 'novel', 'auroc', True)}" if counts[g] else
-              cell(runs_of(cache, d, "none", 0), "all", "auroc", True) for g in gammas]) for d in detectors],
-        ["detector", *[f"γ={g:g} (k={counts[g]})" for g in gammas]]))
+    def ran(kind: str, names) -> bool:
+        return any(r["kind"] == kind and r["detector"] in names for r in cache["results"].values())
+
+    if ran("seen", set(DETECTOR_NAMES) - {"agad"}):
+        parts.append("Seen types (protocol 1), AUROC of all anomalies:\n\n" + table(
+            [(d, [cell(runs_of(cache, d, "seen", counts[g]), "all", "auroc", True) for g in gammas]) for d in detectors],
+            ["detector", *[f"γ={g:g} (k={counts[g]})" for g in gammas]]))
+    if ran("known", DETECTOR_NAMES) and any(runs_of(cache, "agad", "known", k) for k in counts.values() if k):
+        parts.append("One known type (protocol 2), AUROC known / novel:\n\n" + table(
+            [(d, [f"{cell(runs_of(cache, d, 'known', counts[g]), 'known', 'auroc', True)} / "
+                  f"{cell(runs_of(cache, d, 'known', counts[g]), 'novel', 'auroc', True)}" if counts[g] else
+                  cell(runs_of(cache, d, "none", 0), "all", "auroc", True) for g in gammas]) for d in detectors],
+            ["detector", *[f"γ={g:g} (k={counts[g]})" for g in gammas]]))
     for kind, group in (("seen", "all"), ("known", "novel")):
+        if not ran(kind, set(TABLE5) - {"agad"}):
+            continue
         parts.append(f"Table 5 (AdvProp x Freeze-BN), {kind} types, AUROC {group}:\n\n" + table(
             [(f"{name} (AdvProp {'off' if options.get('aux_bn') is False else 'on'}, Freeze-BN "
               f"{'off' if options.get('freeze_bn') is False else 'on'})",
@@ -285,6 +296,8 @@ def report(cache: dict, args: argparse.Namespace) -> str:
     efficiency = sorted({r["n_labelled"] for r in cache["results"].values() if r["kind"] == "known"})
     label_users = [d for d in detectors if d not in UNSUPERVISED_ONLY]
     for metric, group in (("recall_at_1pct_fpr", "known"), ("auroc", "known"), ("auroc", "novel")):
+        if len(efficiency) < 2:
+            break
         parts.append(f"Label efficiency (one known type), {metric} {group}:\n\n" + table(
             [(d, [cell(runs_of(cache, d, "known", k), group, metric) for k in efficiency]) for d in label_users],
             ["detector", *[f"{k} labels" for k in efficiency]]))
@@ -358,12 +371,22 @@ def plot_boxes(cache: dict, gammas: list[float], path: Path) -> None:
 
 
 def write_report(cache: dict, args: argparse.Namespace) -> None:
-    efficiency_png = args.out.with_name(args.out.stem + "_efficiency.png")
-    boxes_png = args.out.with_name(args.out.stem + "_figure4.png")
-    plot_efficiency(cache, efficiency_png)
-    plot_boxes(cache, args.figure_gamma_list, boxes_png)
-    print(report(cache, args))
-    print(f"plots: {efficiency_png}, {boxes_png}")
+    """The tables that hold figures, and the PNGs of the protocols that ran."""
+    text = report(cache, args)
+    pngs = []
+    if any(r["kind"] == "known" for r in cache["results"].values()):
+        pngs.append(args.out.with_name(args.out.stem + "_efficiency.png"))
+        plot_efficiency(cache, pngs[-1])
+    n = cache["settings"]["normal_images"]
+    if any(runs_of(cache, "agad", "seen", labels_for(g, n)) for g in args.figure_gamma_list if g):
+        pngs.append(args.out.with_name(args.out.stem + "_figure4.png"))
+        plot_boxes(cache, args.figure_gamma_list, pngs[-1])
+    if args.update:
+        links = [f"![{png.stem}]({os.path.relpath(png, args.update.parent)})" for png in pngs]
+        update_block(args.update, f"<!-- labels_images:begin {args.block} -->",
+                     f"<!-- labels_images:end {args.block} -->", "\n\n".join([text, *links]))
+    print(text)
+    print("plots: " + ", ".join(map(str, pngs)))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -31,6 +31,16 @@ from pipelines.offline.reports import ranking_metrics  # noqa: E402
 DEFAULT_DATA_ROOT = REPO.parent / "shared" / "data"
 
 
+def update_block(page: Path, begin: str, end: str, text: str) -> None:
+    """Replace the lines of a markdown page between two marker lines with ``text``: generated
+    figures, so the write-up cannot drift from the result files."""
+    document = page.read_text()
+    if begin not in document or end not in document:
+        raise SystemExit(f"{page} has no {begin} ... {end} block to fill")
+    head, rest = document.split(begin, 1)
+    page.write_text(f"{head}{begin}\n{text}\n{end}{rest.split(end, 1)[1]}")
+
+
 def data_path(subfolder: str) -> Path:
     """$AGAD_DATA/<subfolder>, else ../shared/data/<subfolder> next to the repository."""
     return Path(os.environ.get("AGAD_DATA", DEFAULT_DATA_ROOT)) / subfolder

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from bench_labels_ecg import DEFAULT_OUT, KNOWN, NOVEL
+from common import update_block
 from labels_protocol import DETECTOR_NAMES, UNSUPERVISED_ONLY
 
 BEGIN, END = "<!-- labels_report:begin -->", "<!-- labels_report:end -->"
@@ -144,11 +145,7 @@ def main() -> None:
     plot_efficiency(grouped(cache["results"]), plot)
     text = report(cache, os.path.relpath(plot, args.update.parent) if args.update else str(plot))
     if args.update:
-        document = args.update.read_text()
-        if begin not in document or end not in document:
-            raise SystemExit(f"{args.update} has no {begin} ... {end} block to fill")
-        head, rest = document.split(begin, 1)
-        args.update.write_text(f"{head}{begin}\n{text}\n{end}{rest.split(end, 1)[1]}")
+        update_block(args.update, begin, end, text)
     print(text)
 
 
