@@ -375,6 +375,17 @@ def render_fpr_calibration() -> str:
         "nice -n 15 python benchmarks/bench_fpr.py --parts calibration --datasets digits,ecg-300,fsdd --seeds 0,1,2,...,9")
 
 
+def render_fpr_summary() -> str:
+    """README's short table: the default rule against the one before, at AGAD's default budget."""
+    result = load("fpr_calibration_default_budget.json")["calibration"]["summary"]["by_dataset"]
+    rows = [[FPR_DATA.get(name, name), f"{entry['variants']['holdout+training/pot']['test_mean']:.2%} ± "
+             f"{entry['variants']['holdout+training/pot']['test_std']:.2%}",
+             f"{entry['variants']['holdout/pot']['test_mean']:.2%} ± {entry['variants']['holdout/pot']['test_std']:.2%}"]
+            for name, entry in result.items()]
+    return table(["300 normal windows fitted; FPR on unseen normal windows (target 1%)", "default",
+                  "held-out scores alone (before)"], rows)
+
+
 def render_fpr_adaptive() -> str:
     summary = load("fpr_adaptive.json")["adaptive"]["summary"]
 
@@ -497,6 +508,7 @@ RENDERERS = {
     "learning-kafka": render_learning_kafka,
     "fpr-calibration": render_fpr_calibration,
     "fpr-adaptive": render_fpr_adaptive,
+    "fpr-summary": render_fpr_summary,
     "threshold-state": render_threshold_state,
     "faults": render_faults,
     "scorer-latency": render_scorer_latency,
@@ -519,7 +531,7 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when a page is out of date")
     args = parser.parse_args()
     stale = []
-    for page in sorted(DOCS.glob("*.md")):
+    for page in [*sorted(DOCS.glob("*.md")), REPO / "README.md"]:
         text = page.read_text()
         new = render_page(text, page)
         if new != text:
