@@ -386,6 +386,26 @@ def render_fpr_summary() -> str:
                   "held-out scores alone (before)"], rows)
 
 
+LABEL_SUMMARY = {"agad": "AGAD, A(x) (the default score)", "agad-combined-score": "AGAD, A(x) + D (`--anomaly-score combined`)",
+                 "discriminator-alone": "AGAD's discriminator alone, a classifier", "gradient-boosting": "gradient boosting",
+                 "deep-sad": "Deep SAD (`deepod`)"}
+
+
+def render_labels_summary() -> str:
+    """README's short table: MIT-BIH DS1 -> DS2 with V beats labelled, AUROC of V (known) and F (novel)."""
+    runs: dict[tuple[str, int], list[dict]] = {}
+    for r in load("labels_ecg.json")["results"].values():
+        runs.setdefault((r["detector"], r["n_labelled"]), []).append(r)
+
+    def cell(detector: str, k: int, beat: str) -> str:
+        values = [r["auroc"][beat] for r in runs.get((detector, k), [])]
+        return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if values else "–"
+
+    rows = [[name] + [cell(d, k, "V") for k in (0, 5, 20, 100)] + [cell(d, 100, "F")] for d, name in LABEL_SUMMARY.items()]
+    return table(["detector (3 seeds)", "V, 0 labels", "V, 5", "V, 20", "V, 100", "F (never labelled), 100 V labels"],
+                 rows) + source(["labels_ecg.json"], "nice -n 19 python benchmarks/bench_labels_ecg.py")
+
+
 def render_fpr_adaptive() -> str:
     summary = load("fpr_adaptive.json")["adaptive"]["summary"]
 
@@ -509,6 +529,7 @@ RENDERERS = {
     "fpr-calibration": render_fpr_calibration,
     "fpr-adaptive": render_fpr_adaptive,
     "fpr-summary": render_fpr_summary,
+    "labels-summary": render_labels_summary,
     "threshold-state": render_threshold_state,
     "faults": render_faults,
     "scorer-latency": render_scorer_latency,
