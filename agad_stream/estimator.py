@@ -100,8 +100,10 @@ class AGAD(BaseEstimator):
     aux_bn_mode: how pseudo-anomaly passes normalise when aux_bn is on: "separate" (AdvProp:
         own statistics, scale and shift), "shared-affine" (own statistics, main scale and
         shift) or "frozen" (the main BN's running statistics, as at test time; nothing updated).
-    anomaly_loss: "margin" (bounded; chosen on Fashion-MNIST validation at γ = 0.05) or
-        "reciprocal" (Algorithm 1 read literally).
+    anomaly_loss, anomaly_margin: the loss on labelled anomalies: "margin" (their mean error
+        pushed up to anomaly_margin standard deviations of the data; bounded; chosen on
+        Fashion-MNIST validation at γ = 0.05), "relative-margin" (each one's error pushed up to
+        anomaly_margin times the batch's mean normal error) or "reciprocal" (Algorithm 1 read literally).
     anomalies_per_batch: labelled anomalies added to every batch, oversampled
         (default min(32, available), the paper's 32 of 256).
     target_fpr: false-positive rate on held-out normal windows that sets ``threshold_``.

@@ -93,3 +93,19 @@ def l_a_margin(
     to infinity and wreck the reconstruction of normal data.
     """
     return lambda_con * F.relu(margin - (x_a - x_hat_a).abs().mean())
+
+
+def l_a_relative_margin(
+    x: torch.Tensor, x_hat: torch.Tensor, x_a: torch.Tensor, x_hat_a: torch.Tensor, lambda_con: float, ratio: float
+) -> torch.Tensor:
+    """L_a relative to the normal windows: push EACH anomaly's error ||x_a - G(x_a)||_1 up to
+    ``ratio`` times the batch's mean normal error ||x - G(x)||_1 (a constant here, detached).
+
+    An absolute margin is met by anomalies that are already far from normal in the data's own
+    units (ECG's PVCs) while G reconstructs them well; a ratio to the normal error keeps asking
+    until they stand out from what G gets wrong on normal windows. Per window, so one very
+    anomalous window cannot satisfy the margin for the others.
+    """
+    normal_error = (x - x_hat).detach().abs().mean()
+    per_anomaly = (x_a - x_hat_a).abs().flatten(1).mean(dim=1)
+    return lambda_con * F.relu(ratio * normal_error - per_anomaly).mean()

@@ -14,10 +14,10 @@ from torch import nn
 
 from agad_stream.batchnorm import bn_route
 from agad_stream.losses import (
-    bce_fake, l_a_margin, l_a_reciprocal, l_adcon, l_adcon_hinge, l_adv, l_con, l_d, l_lat,
+    bce_fake, l_a_margin, l_a_reciprocal, l_a_relative_margin, l_adcon, l_adcon_hinge, l_adv, l_con, l_d, l_lat,
 )
 
-ANOMALY_LOSSES = ("reciprocal", "margin")
+ANOMALY_LOSSES = ("reciprocal", "margin", "relative-margin")
 AUX_BN_MODES = ("separate", "shared-affine", "frozen")
 ADCON_FORMS = ("paper", "hinge")
 UPDATE_ORDERS = ("g_first", "d_first")
@@ -35,6 +35,10 @@ class TrainingConfig:
     statistics, so G can fail on them only in ways that also hold at test time.
     ``update_order``: "g_first" is Algorithm 1 (G, then D on the same forward passes,
     as in GANomaly); "d_first" updates D, then G against the updated D.
+    ``anomaly_loss``/``anomaly_margin``: L_a for labelled anomalies. "margin": the batch's mean
+    anomaly error pushed up to ``anomaly_margin`` standard deviations of the data;
+    "relative-margin": each anomaly's error pushed up to ``anomaly_margin`` times the batch's
+    mean normal error; "reciprocal": Algorithm 1 read literally (no margin).
     """
 
     lambda_adv: float = 1.0
@@ -59,7 +63,8 @@ class TrainingConfig:
                               ("aux_bn_mode", AUX_BN_MODES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in ("lambda_adv", "lambda_con", "lambda_adcon", "lambda_lat", "lr", "adcon_margin", "adcon_warmup_steps"):
+        for name in ("lambda_adv", "lambda_con", "lambda_adcon", "lambda_lat", "lr", "adcon_margin", "adcon_warmup_steps",
+                     "anomaly_margin"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -205,8 +210,10 @@ class AGADTrainer:
             if c.anomaly_loss == "reciprocal":
                 L_a = l_a_reciprocal(out["y_hat_a"], r.x_hat_a, r.x_hat2_a, out["z_a"].detach(), out["z_hat_a"],
                                      c.lambda_adv, c.lambda_adcon, c.lambda_lat)
-            else:
+            elif c.anomaly_loss == "margin":
                 L_a = l_a_margin(r.x_a, r.x_hat_a, c.lambda_con, c.anomaly_margin)
+            else:
+                L_a = l_a_relative_margin(r.x, r.x_hat, r.x_a, r.x_hat_a, c.lambda_con, c.anomaly_margin)
             n, a = len(r.x), len(r.x_a)
             loss_g = (n * L_n + a * L_a) / (n + a)
             report["L_a"] = float(L_a.detach())

@@ -43,6 +43,29 @@ def test_margin_anomaly_loss_is_bounded_and_zero_beyond_the_margin():
     assert losses.l_a_margin(x, x + 2, 50, 1.0) == 0
 
 
+def test_relative_margin_asks_each_anomaly_for_a_multiple_of_the_normal_error():
+    x = torch.zeros(4, 1, 8)
+    x_hat = x + 0.5  # normal error 0.5: a ratio of 4 asks each anomaly for an error of 2
+    anomalies = torch.zeros(2, 1, 8)
+    far_and_near = torch.stack([torch.full((1, 8), 3.0), torch.full((1, 8), 1.0)])
+    assert losses.l_a_relative_margin(x, x_hat, anomalies, anomalies + 2, 10, 4.0) == 0
+    # per window: the far one (error 3) cannot pay for the near one (error 1, one short)
+    assert losses.l_a_relative_margin(x, x_hat, anomalies, far_and_near, 10, 4.0) == pytest.approx(10 * 1.0 / 2)
+    assert losses.l_a_margin(anomalies, far_and_near, 10, 2.0) == 0  # the batch-mean margin is met by the far one
+    x_hat.requires_grad_(True)
+    far_and_near.requires_grad_(True)
+    losses.l_a_relative_margin(x, x_hat, anomalies, far_and_near, 10, 4.0).backward()
+    assert x_hat.grad is None  # the normal error is a yardstick, not trained here
+    assert not far_and_near.grad[0].any() and (far_and_near.grad[1] < 0).all()  # only the near one is pushed up
+
+
+def test_relative_margin_trains_the_generator_to_fail_on_labelled_anomalies():
+    trainer = make_trainer(anomaly_loss="relative-margin", anomaly_margin=50.0, lambda_adv=0, lambda_adcon=0, lambda_lat=0)
+    report = trainer.step(torch.randn(6, 1, 64), torch.randn(2, 1, 64))
+    assert report["L_a"] > 0
+    assert report["L_G"] == pytest.approx((6 * report["L_con"] * 50 + 2 * report["L_a"]) / 8, rel=1e-5)
+
+
 @pytest.mark.parametrize("term,weight", [("L_adv", "lambda_adv"), ("L_con", "lambda_con"),
                                          ("L_adcon", "lambda_adcon"), ("L_lat", "lambda_lat")])
 def test_each_term_is_switched_by_its_own_lambda(term, weight):
@@ -64,6 +87,8 @@ def test_bad_training_config_is_rejected():
         TrainingConfig(anomaly_loss="negate")
     with pytest.raises(ValueError, match="lambda_con"):
         TrainingConfig(lambda_con=-1)
+    with pytest.raises(ValueError, match="anomaly_margin"):
+        TrainingConfig(anomaly_loss="relative-margin", anomaly_margin=-2)
 
 
 def test_hinge_adcon_is_bounded_by_its_margin_and_zero_past_it():
