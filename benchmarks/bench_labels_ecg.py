@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from common import REPO, add_ecg_options, data_path, setup
+from common import REPO, add_ecg_options, agad_params, data_path, setup
 from labels_protocol import (DETECTOR_NAMES, NEEDS_LABELS, UNSUPERVISED_ONLY, aami_classes, build_detector, load_cache,
                              one_known_type_split, save_cache)
 from modalities.ecg import ECGModality
@@ -67,6 +67,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--deep-sad-epochs", type=int, default=50,
                         help="Deep SAD training epochs (deepod ships 100; 50 fits the CPU budget)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--agad", action="append", default=[], metavar="NAME=VALUE",
+                        help="an AGAD constructor parameter for every AGAD variant, e.g. --agad anomaly_loss=relative-margin "
+                             "(VALUE read as JSON when it parses); recorded in the cache's settings")
     add_ecg_options(parser)
     args = parser.parse_args()
     args.device, args.seed = "cpu", 0
@@ -77,6 +80,7 @@ def parse_args() -> argparse.Namespace:
         args.seed_list = [int(s) for s in args.seeds.split(",")]
     except ValueError:
         raise SystemExit(f"--labels {args.labels!r} and --seeds {args.seeds!r} must be comma-separated integers") from None
+    args.agad_options = agad_params(args)
     args.detector_list = [d for d in args.detectors.split(",") if d]
     unknown = sorted(set(args.detector_list) - set(DETECTOR_NAMES))
     if unknown:
@@ -91,6 +95,7 @@ def settings(args: argparse.Namespace) -> dict:
     """What a cached result depends on; a cache written under other settings is refused."""
     return {"normal_beats": args.normal_beats, "max_steps": args.max_steps, "deep_sad_epochs": args.deep_sad_epochs,
             "fs": args.fs, "window_s": args.window_s, "lead": "MLII", "known": KNOWN,
+            **({"agad": args.agad_options} if args.agad_options else {}),
             **({"train": "DS1", "test": "DS2"} if args.split == "test" else {"train": DS1_FIT, "test": DS1_VALIDATION})}
 
 
@@ -127,7 +132,7 @@ def run_one(detector: str, k: int, seed: int, data: dict, args: argparse.Namespa
                                              args.normal_beats, k, seed)
     X = np.concatenate([data["X"][normals], data["X"][labelled]])
     y = np.r_[np.zeros(len(normals), np.int8), np.ones(len(labelled), np.int8)]
-    model = build_detector(detector, seed, args.max_steps, args.deep_sad_epochs)
+    model = build_detector(detector, seed, args.max_steps, args.deep_sad_epochs, **args.agad_options)
     started = time.process_time()
     model.fit(X, y if k else None)
     fitted = time.process_time()
@@ -137,16 +142,20 @@ def run_one(detector: str, k: int, seed: int, data: dict, args: argparse.Namespa
                   fit_cpu_s=fitted - started, score_cpu_s=time.process_time() - fitted,
                   steps=getattr(model, "n_steps_", None), kept_step=getattr(model, "best_step_", None))
     if k and hasattr(model, "anomaly_margin"):
-        result["labelled_above_margin"] = share_above_margin(model, X[y == 1])
+        result["labelled_above_margin"] = share_above_margin(model, X[y == 1], X[y == 0])
     return result
 
 
-def share_above_margin(model, X_labelled: np.ndarray) -> float:
+def share_above_margin(model, X_labelled: np.ndarray, X_normal: np.ndarray) -> float:
     """Share of the labelled anomalies whose mean |x - G(x)| (normalised units) already reaches AGAD's
-    anomaly_margin after training: the margin loss gives G nothing to learn from those."""
-    shape = (1, -1) + (1,) * (X_labelled.ndim - 2)
-    error = np.abs(model.residuals(X_labelled) / model.std_.reshape(shape)).reshape(len(X_labelled), -1).mean(axis=1)
-    return float(np.mean(error >= model.anomaly_margin))
+    margin after training (anomaly_margin itself, or that many times the normal windows' mean
+    error for "relative-margin"): the margin loss gives G nothing to learn from those."""
+    def error(X: np.ndarray) -> np.ndarray:
+        shape = (1, -1) + (1,) * (X.ndim - 2)
+        return np.abs(model.residuals(X) / model.std_.reshape(shape)).reshape(len(X), -1).mean(axis=1)
+
+    margin = model.anomaly_margin * (error(X_normal).mean() if model.anomaly_loss == "relative-margin" else 1.0)
+    return float(np.mean(error(X_labelled) >= margin))
 
 
 def load_windows(args: argparse.Namespace) -> dict:

@@ -60,22 +60,22 @@ SAME_WITHOUT_LABELS = {"agad-no-freeze-bn": "agad", "agad-neither": "agad-no-adv
 ALL_DETECTORS = (*DETECTOR_NAMES, *[name for name in TABLE5 if name != "agad"])
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=data_path("fashion-mnist"),
-                        help="Fashion-MNIST in its IDX layout (default $AGAD_DATA/fashion-mnist or ../shared/data/fashion-mnist)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the JSON cache of results (resumed when it exists)")
+def protocol_parser(description: str, data: Path, data_help: str, normal_option: str, normal_help: str,
+                    normal_default: int, protocols: str, out: Path) -> argparse.ArgumentParser:
+    """The options of the label protocols, shared by the image and the audio benchmark."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--data", type=Path, default=data, help=data_help)
+    parser.add_argument("--out", type=Path, default=out, help="the JSON cache of results (resumed when it exists)")
     parser.add_argument("--classes", default=",".join(map(str, range(N_CLASSES))), help="normal classes, one task each")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--protocols", default=",".join(PROTOCOLS), help=f"from {', '.join(PROTOCOLS)}")
+    parser.add_argument("--protocols", default=protocols, help=f"from {', '.join(PROTOCOLS)}")
     parser.add_argument("--detectors", default=",".join(DETECTOR_NAMES),
                         help="detectors of the seen, known and efficiency protocols")
     parser.add_argument("--gammas", default="0,0.01,0.03,0.05,0.1", help="supervision levels γ = k / (n + k)")
     parser.add_argument("--table5-kinds", default="seen,known", help="the label protocols Table 5 runs under")
     parser.add_argument("--figure-gammas", default="0.05,0.2", help="γ of the box plots (Figure 4)")
-    parser.add_argument("--label-counts", default="5,10,20,50,100,200", help="labelled images of the known class")
-    parser.add_argument("--normal-images", type=int, default=2000, help="training images of the normal class")
-    parser.add_argument("--test-per-class", type=int, default=0, help="test images per class (0: all 1,000)")
+    parser.add_argument("--label-counts", default="5,10,20,50,100,200", help="labelled anomalies of the known class")
+    parser.add_argument(normal_option, dest="normal_images", type=int, default=normal_default, help=normal_help)
     parser.add_argument("--max-steps", type=int, default=1000, help="step budget of every AGAD variant and of D alone")
     parser.add_argument("--deep-sad-epochs", type=int, default=50, help="Deep SAD training epochs")
     parser.add_argument("--threads", type=int, default=1)
@@ -83,7 +83,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--update", type=Path, help="markdown page whose <!-- labels_images:begin NAME --> ... "
                         "<!-- labels_images:end NAME --> block gets the report (NAME: --block)")
     parser.add_argument("--block", default="results", help="the block's name on the --update page")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = protocol_parser(__doc__.splitlines()[0], data_path("fashion-mnist"),
+                             "Fashion-MNIST in its IDX layout (default $AGAD_DATA/fashion-mnist or ../shared/data/fashion-mnist)",
+                             "--normal-images", "training images of the normal class", 2000, ",".join(PROTOCOLS), DEFAULT_OUT)
+    parser.add_argument("--test-per-class", type=int, default=0, help="test images per class (0: all 1,000)")
+    return checked(parser.parse_args(argv))
+
+
+def checked(args: argparse.Namespace) -> argparse.Namespace:
+    """The parsed lists of the protocol options, or a SystemExit naming every bad one."""
     try:
         args.class_list = [int(c) for c in args.classes.split(",")]
         args.seed_list = [int(s) for s in args.seeds.split(",")]
@@ -93,7 +105,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     except ValueError:
         raise SystemExit("--classes, --seeds and --label-counts take comma-separated integers, --gammas and "
                          "--figure-gammas comma-separated numbers") from None
-    problems = [f"--classes: {c} is not a Fashion-MNIST class (0-9)" for c in args.class_list if not 0 <= c < N_CLASSES]
+    problems = [f"--classes: {c} is not a class (0-9)" for c in args.class_list if not 0 <= c < N_CLASSES]
     problems += [f"γ {g} must lie in [0, 1)" for g in args.gamma_list + args.figure_gamma_list if not 0 <= g < 1]
     problems += [f"--label-counts: {k} must be positive" for k in args.count_list if k < 1]
     args.protocol_list = [p for p in args.protocols.split(",") if p]
@@ -213,7 +225,11 @@ def run_one(detector: str, kind: str, k: int, normal_class: int, seed: int, data
     model.fit(X, y if k else None)
     fitted = time.process_time()
     known = known_class(normal_class, seed) if kind == "known" else None
-    result = evaluate(model.score_samples(data["X_test"]), model.threshold_, data["classes_test"], normal_class, known)
+    scores = model.score_samples(data["X_test"])
+    if "item_of_test_window" in data:  # audio: a clip's score is the mean of its windows' scores
+        item = data["item_of_test_window"]
+        scores = np.bincount(item, weights=scores) / np.bincount(item)
+    result = evaluate(scores, model.threshold_, data["classes_test"], normal_class, known)
     trained_on = np.concatenate([data["classes"][normals], data["classes"][labelled]])
     result.update(detector=detector, kind=kind, n_labelled=k, n_normal=int(len(normals)),
                   gamma=k / (len(normals) + k), normal_class=normal_class, known_class=known, seed=seed,
@@ -328,11 +344,12 @@ def plot_efficiency(cache: dict, path: Path) -> None:
                 x, mean, std = zip(*points)
                 ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=d)
         ax.set_xticks(range(len(counts)), [str(k) for k in counts])
-        ax.set_xlabel("labelled images of the known class")
+        ax.set_xlabel("labelled anomalies of the known class")
         ax.set_title(title)
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8)
-    figure.suptitle("Fashion-MNIST one-vs-rest, one known type: mean ± std over seeds of the mean over normal classes")
+    figure.suptitle(f"{cache['settings']['data']} one-vs-rest, one known type: mean ± std over seeds of the mean over "
+                    "normal classes")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -391,16 +408,23 @@ def write_report(cache: dict, args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    run(args, settings(args), load_images)
+
+
+def run(args: argparse.Namespace, expected: dict, load) -> None:
+    """Every run the protocols need that --out does not hold yet, then the report. ``load(args)``
+    gives the data: training windows and classes, test windows and classes (and, for data whose
+    items span several windows, each test window's item)."""
     import torch
 
     torch.set_num_threads(args.threads)
-    cache = load_cache(args.out, settings(args), classes=[], seeds=[])
+    cache = load_cache(args.out, expected, classes=[], seeds=[])
     if not args.report_only:
         todo = [j for j in jobs(args, args.normal_images) if key(*j) not in cache["results"]]
         if not todo:
             print(f"every run is in {args.out}")
-        data = load_images(args) if todo else None
-        bar = tqdm(todo, desc="labels images", unit="run", disable=not todo)
+        data = load(args) if todo else None
+        bar = tqdm(todo, desc=f"labels {expected['data']}", unit="run", disable=not todo)
         for detector, kind, k, normal_class, seed in bar:
             bar.set_postfix_str(f"{detector} {kind} k={k} class={normal_class} seed={seed}")
             result = run_one(detector, kind, k, normal_class, seed, data, args)

@@ -183,3 +183,32 @@ def test_the_image_benchmark_runs_every_protocol_end_to_end_and_resumes(tmp_path
     assert "every run is in" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="written with settings"):
         images.main([*argv[:-4], "--max-steps", "3", *argv[-2:]])
+
+
+# --------------------------------------------------------------------------- audio (bench_labels_audio.py)
+FSDD_SLICE = Path(__file__).parent / "data" / "fsdd"
+
+
+def test_the_audio_benchmark_keeps_test_speakers_and_novel_digits_out_of_training(tmp_path):
+    """Real FSDD clips (digits 0-2, three speakers): one known digit, speaker-disjoint, clip scores."""
+    import json
+
+    import bench_labels_audio as audio
+
+    out = tmp_path / "labels_audio.json"
+    argv = ["--data", str(FSDD_SLICE), "--out", str(out), "--classes", "0", "--seeds", "0,1", "--normal-windows", "4",
+            "--gammas", "0,0.34", "--protocols", "known", "--max-steps", "2", "--detectors", "agad,gradient-boosting"]
+    audio.main(argv)
+    cache = json.loads(out.read_text())
+    assert cache["settings"]["data"] == "FSDD" and cache["settings"]["split"] == "test"
+    data = audio.load_clips(audio.parse_args(argv))
+    assert len(data["classes_test"]) == 6  # the test speaker's six clips, one score each
+    assert data["item_of_test_window"].max() + 1 == len(data["classes_test"])
+    labelled = [r for r in cache["results"].values() if r["n_labelled"]]
+    assert {r["detector"] for r in labelled} == {"agad", "gradient-boosting"} and len(labelled) == 4
+    for r in labelled:
+        known = (0 + 1 + r["seed"]) % 10
+        assert r["known_class"] == known
+        assert r["training_classes"] == {"0": 4, str(known): 2}  # never the novel digit
+        assert {"known", "novel"} <= set(r["figures"]) and 0 <= r["figures"]["novel"]["auroc"] <= 1
+    assert (tmp_path / "labels_audio_efficiency.png").stat().st_size > 0

@@ -113,7 +113,7 @@ def test_fsdd_pattern_labels_and_speaker_split():
     )
     w = audio.load(FSDD)
     assert set(w.group) == {"george", "jackson", "theo"}
-    assert len(set(w.source)) == 12
+    assert len(set(w.source)) == 18
     np.testing.assert_array_equal(w.y, (w.info["digit"] != "0").astype(np.int8))
     assert audio.prepare(w.X[:2]).shape == (2, 1, 64, 32)
     train, test = split_by_group(w, test_groups=["theo"])

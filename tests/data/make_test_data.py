@@ -3,7 +3,7 @@
 usage: python tests/data/make_test_data.py /path/to/shared/data
 Writes mitdb/208 and mitdb-pvc/119 (first 3 minutes, WFDB, original ADC values and
 annotations), fashion-mnist/ (40 train and 20 test images per class, IDX)
-and fsdd/ (12 WAVs copied unchanged). See PROVENANCE.md.
+and fsdd/ (18 WAVs copied unchanged). See PROVENANCE.md.
 """
 
 import shutil
@@ -17,7 +17,7 @@ from modalities.image import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, read_idx, write
 
 SECONDS = 180
 FASHION_PER_CLASS = {"train": 40, "t10k": 20}
-FSDD_FILES = [f"{d}_{s}_{i}.wav" for d in (0, 1) for s in ("george", "jackson", "theo") for i in (0, 1)]
+FSDD_FILES = [f"{d}_{s}_{i}.wav" for d in (0, 1, 2) for s in ("george", "jackson", "theo") for i in (0, 1)]
 
 
 def slice_record(src: Path, ext: str, out_dir: Path) -> None:
