@@ -111,6 +111,28 @@ def plot_efficiency(groups: dict, path: Path) -> None:
     plt.close(figure)
 
 
+def selection_table(caches: dict[str, dict], detectors: list[str]) -> str:
+    """One row per (AGAD settings, detector) of runs made with --agad on the same split: V AUROC,
+    V recall at 1% FPR, and S / F AUROC, per label count, as mean ± std over seeds."""
+    counts = sorted({r["n_labelled"] for c in caches.values() for r in c["results"].values() if r["n_labelled"]})
+    header = ["AGAD settings", "detector", *[f"{k} labels: AUROC {KNOWN} / recall {KNOWN} at 1% / AUROC "
+                                             f"{' / '.join(NOVEL)}" for k in counts]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, cache in caches.items():
+        options = cache["settings"].get("agad") or "defaults"
+        groups = grouped(cache["results"])
+        for d in detectors:
+            cells = []
+            for k in counts:
+                runs = groups.get((d, k), [])
+                picks = [lambda r: r["auroc"][KNOWN], lambda r: r["recall_at_1pct_fpr"][KNOWN],
+                         *[lambda r, c=c: r["auroc"][c] for c in NOVEL]]
+                cells.append(" / ".join(f"{np.mean([p(r) for r in runs]):.3f}" for p in picks) +
+                             (f" (n={len(runs)})" if len(runs) != FULL_SEEDS else "") if runs else "–")
+            lines.append("| " + " | ".join([f"`{json.dumps(options)}`" if options != "defaults" else options, d, *cells]) + " |")
+    return "\n".join(lines)
+
+
 def report(cache: dict, plot_name: str) -> str:
     s = cache["settings"]
     groups = grouped(cache["results"])
@@ -136,8 +158,21 @@ def main() -> None:
     parser.add_argument("--update", type=Path, help=f"markdown file whose lines between {BEGIN} and {END} are replaced")
     parser.add_argument("--block", default="", help="the block's name, for a second result file on one page: "
                         "the markers are then <!-- labels_report:begin NAME --> and <!-- labels_report:end NAME -->")
+    parser.add_argument("--compare", help="comma-separated result files of one split run with different --agad "
+                        "settings: print their selection table instead (with --update: into the --block)")
+    parser.add_argument("--detectors", default="agad-no-adcon,plain-autoencoder", help="the rows of --compare")
     args = parser.parse_args()
     begin, end = (f"{BEGIN[:-4]} {args.block} -->", f"{END[:-4]} {args.block} -->") if args.block else (BEGIN, END)
+    if args.compare:
+        paths = [Path(p) for p in args.compare.split(",") if p]
+        missing = [str(p) for p in paths if not p.exists()]
+        if missing:
+            raise SystemExit(f"--compare: {', '.join(missing)} not found")
+        text = selection_table({p.stem: json.loads(p.read_text()) for p in paths}, args.detectors.split(","))
+        if args.update:
+            update_block(args.update, begin, end, text)
+        print(text)
+        return
     if not args.cache.exists():
         raise SystemExit(f"{args.cache} not found: run benchmarks/bench_labels_ecg.py first")
     cache = json.loads(args.cache.read_text())
