@@ -138,6 +138,20 @@ def test_the_report_renders_mean_and_std_over_seeds_from_the_cache_into_the_mark
     assert "](../labels_ecg_efficiency.png)" in text and (tmp_path / "labels_ecg_efficiency.png").stat().st_size > 0
 
 
+def test_the_selection_table_sets_runs_of_different_agad_settings_side_by_side():
+    import labels_report
+
+    defaults = {"settings": {}, "results": {key("agad-no-adcon", 5, s): cached_result("agad-no-adcon", 5, s, 0.9)
+                                            for s in (0, 1, 2)}}
+    margin = {"settings": {"agad": {"anomaly_loss": "relative-margin", "anomaly_margin": 10}},
+              "results": {key("agad-no-adcon", 5, 0): cached_result("agad-no-adcon", 5, 0, 0.96)}}
+    text = labels_report.selection_table({"a": defaults, "b": margin}, ["agad-no-adcon"])
+    rows = text.splitlines()[2:]
+    assert rows[0] == "| defaults | agad-no-adcon | 0.900 / 0.900 / 0.500 / 0.750 |"
+    assert rows[1].startswith('| `{"anomaly_loss": "relative-margin", "anomaly_margin": 10}` | agad-no-adcon | 0.960 /')
+    assert rows[1].endswith("(n=1) |")
+
+
 # --------------------------------------------------------------------------- images (bench_labels_images.py)
 FASHION_SLICE = Path(__file__).parent / "data" / "fashion-mnist"
 
