@@ -391,7 +391,7 @@ def write_report(cache: dict, args: argparse.Namespace) -> None:
     """The tables that hold figures, and the PNGs of the protocols that ran."""
     text = report(cache, args)
     pngs = []
-    if any(r["kind"] == "known" for r in cache["results"].values()):
+    if len({r["n_labelled"] for r in cache["results"].values() if r["kind"] == "known"}) > 1:  # a curve
         pngs.append(args.out.with_name(args.out.stem + "_efficiency.png"))
         plot_efficiency(cache, pngs[-1])
     n = cache["settings"]["normal_images"]

@@ -225,4 +225,4 @@ def test_the_audio_benchmark_keeps_test_speakers_and_novel_digits_out_of_trainin
         assert r["known_class"] == known
         assert r["training_classes"] == {"0": 4, str(known): 2}  # never the novel digit
         assert {"known", "novel"} <= set(r["figures"]) and 0 <= r["figures"]["novel"]["auroc"] <= 1
-    assert (tmp_path / "labels_audio_efficiency.png").stat().st_size > 0
+    assert not (tmp_path / "labels_audio_efficiency.png").exists()  # one label count draws no curve
