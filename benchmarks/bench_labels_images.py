@@ -260,8 +260,9 @@ def runs_of(cache: dict, detector: str, kind: str, k: int) -> list[dict]:
     return [r for r in cache["results"].values() if (r["detector"], r["kind"], r["n_labelled"]) == (detector, kind, k)]
 
 
-def cell(runs: list[dict], group: str, metric: str, percent: bool = False) -> str:
-    """Mean ± std over seeds of the mean over the normal classes, with the count when incomplete."""
+def cell(runs: list[dict], group: str, metric: str, percent: bool = False, n_classes_run: int = 1) -> str:
+    """Mean ± std over seeds of the mean over the normal classes, with the counts when fewer seeds
+    than 3 or fewer classes than the ``n_classes_run`` of the report went into it."""
     if not runs:
         return "–"
     per_seed = {}
@@ -272,7 +273,7 @@ def cell(runs: list[dict], group: str, metric: str, percent: bool = False) -> st
     scale = 100 if percent else 1
     text = f"{scale * np.mean(means):.{1 if percent else 3}f} ± {scale * np.std(means):.{1 if percent else 3}f}"
     n_classes = max(len(v) for v in per_seed.values())
-    return text if len(means) == 3 else f"{text} (seeds {len(means)}, classes {n_classes})"
+    return text if len(means) == 3 and n_classes >= n_classes_run else f"{text} (seeds {len(means)}, classes {n_classes})"
 
 
 def table(rows: list[tuple[str, list[str]]], header: list[str]) -> str:
@@ -282,6 +283,10 @@ def table(rows: list[tuple[str, list[str]]], header: list[str]) -> str:
 
 def report(cache: dict, args: argparse.Namespace) -> str:
     n = cache["settings"]["normal_images"]
+
+    def cell_(runs: list[dict], group: str, metric: str, percent: bool = False) -> str:
+        return cell(runs, group, metric, percent, len(cache["classes"]))
+
     gammas = args.gamma_list
     counts = {g: labels_for(g, n) for g in gammas}
     detectors = [d for d in DETECTOR_NAMES if any(r["detector"] == d for r in cache["results"].values())]
@@ -292,13 +297,13 @@ def report(cache: dict, args: argparse.Namespace) -> str:
 
     if ran("seen", set(DETECTOR_NAMES) - {"agad"}):
         parts.append("Seen types (protocol 1), AUROC of all anomalies:\n\n" + table(
-            [(d, [cell(runs_of(cache, d, "seen", counts[g]), "all", "auroc", True) for g in gammas]) for d in detectors],
+            [(d, [cell_(runs_of(cache, d, "seen", counts[g]), "all", "auroc", True) for g in gammas]) for d in detectors],
             ["detector", *[f"γ={g:g} (k={counts[g]})" for g in gammas]]))
     if ran("known", DETECTOR_NAMES) and any(runs_of(cache, "agad", "known", k) for k in counts.values() if k):
         parts.append("One known type (protocol 2), AUROC known / novel:\n\n" + table(
-            [(d, [f"{cell(runs_of(cache, d, 'known', counts[g]), 'known', 'auroc', True)} / "
-                  f"{cell(runs_of(cache, d, 'known', counts[g]), 'novel', 'auroc', True)}" if counts[g] else
-                  cell(runs_of(cache, d, "none", 0), "all", "auroc", True) for g in gammas]) for d in detectors],
+            [(d, [f"{cell_(runs_of(cache, d, 'known', counts[g]), 'known', 'auroc', True)} / "
+                  f"{cell_(runs_of(cache, d, 'known', counts[g]), 'novel', 'auroc', True)}" if counts[g] else
+                  cell_(runs_of(cache, d, "none", 0), "all", "auroc", True) for g in gammas]) for d in detectors],
             ["detector", *[f"γ={g:g} (k={counts[g]})" for g in gammas]]))
     for kind, group in (("seen", "all"), ("known", "novel")):
         if not ran(kind, set(TABLE5) - {"agad"}):
@@ -306,7 +311,7 @@ def report(cache: dict, args: argparse.Namespace) -> str:
         parts.append(f"Table 5 (AdvProp x Freeze-BN), {kind} types, AUROC {group}:\n\n" + table(
             [(f"{name} (AdvProp {'off' if options.get('aux_bn') is False else 'on'}, Freeze-BN "
               f"{'off' if options.get('freeze_bn') is False else 'on'})",
-              [cell(runs_of(cache, name, kind, counts[g]), group if counts[g] else "all", "auroc", True) for g in gammas])
+              [cell_(runs_of(cache, name, kind, counts[g]), group if counts[g] else "all", "auroc", True) for g in gammas])
              for name, options in TABLE5.items()],
             ["AGAD", *[f"γ={g:g}" for g in gammas]]))
     efficiency = sorted({r["n_labelled"] for r in cache["results"].values() if r["kind"] == "known"})
@@ -315,7 +320,7 @@ def report(cache: dict, args: argparse.Namespace) -> str:
         if len(efficiency) < 2:
             break
         parts.append(f"Label efficiency (one known type), {metric} {group}:\n\n" + table(
-            [(d, [cell(runs_of(cache, d, "known", k), group, metric) for k in efficiency]) for d in label_users],
+            [(d, [cell_(runs_of(cache, d, "known", k), group, metric) for k in efficiency]) for d in label_users],
             ["detector", *[f"{k} labels" for k in efficiency]]))
     return "\n\n".join(parts)
 
@@ -388,7 +393,9 @@ def plot_boxes(cache: dict, gammas: list[float], path: Path) -> None:
 
 
 def write_report(cache: dict, args: argparse.Namespace) -> None:
-    """The tables that hold figures, and the PNGs of the protocols that ran."""
+    """The tables that hold figures, and the PNGs of the protocols that ran, for the --classes asked."""
+    cache = {**cache, "classes": [c for c in cache["classes"] if c in args.class_list],
+             "results": {k: r for k, r in cache["results"].items() if r["normal_class"] in args.class_list}}
     text = report(cache, args)
     pngs = []
     if len({r["n_labelled"] for r in cache["results"].values() if r["kind"] == "known"}) > 1:  # a curve

@@ -199,6 +199,14 @@ def test_the_image_benchmark_runs_every_protocol_end_to_end_and_resumes(tmp_path
         images.main([*argv[:-4], "--max-steps", "3", *argv[-2:]])
 
 
+def test_an_image_report_cell_says_when_it_averages_fewer_classes_than_the_report():
+    import bench_labels_images as images
+
+    runs = [{"seed": s, "figures": {"all": {"auroc": 0.9}}} for s in (0, 1, 2)]
+    assert images.cell(runs, "all", "auroc", n_classes_run=1) == "0.900 ± 0.000"
+    assert images.cell(runs, "all", "auroc", n_classes_run=2) == "0.900 ± 0.000 (seeds 3, classes 1)"
+
+
 # --------------------------------------------------------------------------- audio (bench_labels_audio.py)
 FSDD_SLICE = Path(__file__).parent / "data" / "fsdd"
 
