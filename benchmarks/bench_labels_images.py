@@ -314,15 +314,26 @@ def report(cache: dict, args: argparse.Namespace) -> str:
               [cell_(runs_of(cache, name, kind, counts[g]), group if counts[g] else "all", "auroc", True) for g in gammas])
              for name, options in TABLE5.items()],
             ["AGAD", *[f"γ={g:g}" for g in gammas]]))
-    efficiency = sorted({r["n_labelled"] for r in cache["results"].values() if r["kind"] == "known"})
+    curve = curve_tasks(cache)
+    efficiency = sorted({r["n_labelled"] for r in curve["results"].values() if r["kind"] == "known"})
     label_users = [d for d in detectors if d not in UNSUPERVISED_ONLY]
     for metric, group in (("recall_at_1pct_fpr", "known"), ("auroc", "known"), ("auroc", "novel")):
         if len(efficiency) < 2:
             break
-        parts.append(f"Label efficiency (one known type), {metric} {group}:\n\n" + table(
-            [(d, [cell_(runs_of(cache, d, "known", k), group, metric) for k in efficiency]) for d in label_users],
+        parts.append(f"Label efficiency (one known type; classes {curve['classes']}), {metric} {group}:\n\n" + table(
+            [(d, [cell(runs_of(curve, d, "known", k), group, metric, n_classes_run=len(curve["classes"]))
+                  for k in efficiency]) for d in label_users],
             ["detector", *[f"{k} labels" for k in efficiency]]))
     return "\n\n".join(parts)
+
+
+def curve_tasks(cache: dict) -> dict:
+    """The cache's normal classes that ran the one-known-type protocol at several label counts:
+    a label-efficiency curve averages those only, so no point mixes in a task the others lack."""
+    classes = [c for c in cache["classes"] if len({r["n_labelled"] for r in cache["results"].values()
+                                                   if r["kind"] == "known" and r["normal_class"] == c}) > 1]
+    return {**cache, "classes": classes,
+            "results": {k: r for k, r in cache["results"].items() if r["normal_class"] in classes}}
 
 
 def plot_efficiency(cache: dict, path: Path) -> None:
@@ -398,9 +409,9 @@ def write_report(cache: dict, args: argparse.Namespace) -> None:
              "results": {k: r for k, r in cache["results"].items() if r["normal_class"] in args.class_list}}
     text = report(cache, args)
     pngs = []
-    if len({r["n_labelled"] for r in cache["results"].values() if r["kind"] == "known"}) > 1:  # a curve
+    if curve_tasks(cache)["classes"]:
         pngs.append(args.out.with_name(args.out.stem + "_efficiency.png"))
-        plot_efficiency(cache, pngs[-1])
+        plot_efficiency(curve_tasks(cache), pngs[-1])
     n = cache["settings"]["normal_images"]
     if any(runs_of(cache, "agad", "seen", labels_for(g, n)) for g in args.figure_gamma_list if g):
         pngs.append(args.out.with_name(args.out.stem + "_figure4.png"))
