@@ -225,10 +225,8 @@ def run_one(detector: str, kind: str, k: int, normal_class: int, seed: int, data
     model.fit(X, y if k else None)
     fitted = time.process_time()
     known = known_class(normal_class, seed) if kind == "known" else None
-    scores = model.score_samples(data["X_test"])
-    if "item_of_test_window" in data:  # audio: a clip's score is the mean of its windows' scores
-        item = data["item_of_test_window"]
-        scores = np.bincount(item, weights=scores) / np.bincount(item)
+    item = data["item_of_test_window"]  # an item (image, clip) scores the mean of its windows' scores
+    scores = np.bincount(item, weights=model.score_samples(data["X_test"])) / np.bincount(item)
     result = evaluate(scores, model.threshold_, data["classes_test"], normal_class, known)
     trained_on = np.concatenate([data["classes"][normals], data["classes"][labelled]])
     result.update(detector=detector, kind=kind, n_labelled=k, n_normal=int(len(normals)),
@@ -251,7 +249,8 @@ def load_images(args: argparse.Namespace) -> dict:
         keep = np.sort(np.concatenate([np.flatnonzero(classes_test == c)[:args.test_per_class]
                                        for c in range(N_CLASSES)]))
     return {"X": modality.prepare(train.X), "classes": train.info["class"],
-            "X_test": modality.prepare(test.X[keep]), "classes_test": classes_test[keep]}
+            "X_test": modality.prepare(test.X[keep]), "classes_test": classes_test[keep],
+            "item_of_test_window": np.arange(len(keep))}
 
 
 # --------------------------------------------------------------------------- report
@@ -409,9 +408,10 @@ def write_report(cache: dict, args: argparse.Namespace) -> None:
              "results": {k: r for k, r in cache["results"].items() if r["normal_class"] in args.class_list}}
     text = report(cache, args)
     pngs = []
-    if curve_tasks(cache)["classes"]:
+    curve = curve_tasks(cache)
+    if curve["classes"]:
         pngs.append(args.out.with_name(args.out.stem + "_efficiency.png"))
-        plot_efficiency(curve_tasks(cache), pngs[-1])
+        plot_efficiency(curve, pngs[-1])
     n = cache["settings"]["normal_images"]
     if any(runs_of(cache, "agad", "seen", labels_for(g, n)) for g in args.figure_gamma_list if g):
         pngs.append(args.out.with_name(args.out.stem + "_figure4.png"))
@@ -431,8 +431,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def run(args: argparse.Namespace, expected: dict, load) -> None:
     """Every run the protocols need that --out does not hold yet, then the report. ``load(args)``
-    gives the data: training windows and classes, test windows and classes (and, for data whose
-    items span several windows, each test window's item)."""
+    gives the data: training windows and classes, test items' classes, test windows and the item
+    each one belongs to (an image is one window, a clip one or more)."""
     import torch
 
     torch.set_num_threads(args.threads)

@@ -111,25 +111,25 @@ def plot_efficiency(groups: dict, path: Path) -> None:
     plt.close(figure)
 
 
-def selection_table(caches: dict[str, dict], detectors: list[str]) -> str:
-    """One row per (AGAD settings, detector) of runs made with --agad on the same split: V AUROC,
-    V recall at 1% FPR, and S / F AUROC, per label count, as mean ± std over seeds."""
-    counts = sorted({r["n_labelled"] for c in caches.values() for r in c["results"].values() if r["n_labelled"]})
+def selection_table(caches: list[dict], detectors: list[str]) -> str:
+    """One row per (AGAD settings, detector) of runs made with --agad on the same split: the means
+    over seeds of V AUROC, V recall at 1% FPR, and S / F AUROC, per label count."""
+    counts = sorted({r["n_labelled"] for c in caches for r in c["results"].values() if r["n_labelled"]})
+    picks = [lambda r: r["auroc"][KNOWN], lambda r: r["recall_at_1pct_fpr"][KNOWN],
+             *[lambda r, c=c: r["auroc"][c] for c in NOVEL]]
     header = ["AGAD settings", "detector", *[f"{k} labels: AUROC {KNOWN} / recall {KNOWN} at 1% / AUROC "
                                              f"{' / '.join(NOVEL)}" for k in counts]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name, cache in caches.items():
-        options = cache["settings"].get("agad") or "defaults"
+    for cache in caches:
+        options = cache["settings"].get("agad")
         groups = grouped(cache["results"])
         for d in detectors:
             cells = []
             for k in counts:
                 runs = groups.get((d, k), [])
-                picks = [lambda r: r["auroc"][KNOWN], lambda r: r["recall_at_1pct_fpr"][KNOWN],
-                         *[lambda r, c=c: r["auroc"][c] for c in NOVEL]]
                 cells.append(" / ".join(f"{np.mean([p(r) for r in runs]):.3f}" for p in picks) +
                              (f" (n={len(runs)})" if len(runs) != FULL_SEEDS else "") if runs else "–")
-            lines.append("| " + " | ".join([f"`{json.dumps(options)}`" if options != "defaults" else options, d, *cells]) + " |")
+            lines.append("| " + " | ".join([f"`{json.dumps(options)}`" if options else "defaults", d, *cells]) + " |")
     return "\n".join(lines)
 
 
@@ -168,7 +168,7 @@ def main() -> None:
         missing = [str(p) for p in paths if not p.exists()]
         if missing:
             raise SystemExit(f"--compare: {', '.join(missing)} not found")
-        text = selection_table({p.stem: json.loads(p.read_text()) for p in paths}, args.detectors.split(","))
+        text = selection_table([json.loads(p.read_text()) for p in paths], args.detectors.split(","))
         if args.update:
             update_block(args.update, begin, end, text)
         print(text)

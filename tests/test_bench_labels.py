@@ -145,7 +145,7 @@ def test_the_selection_table_sets_runs_of_different_agad_settings_side_by_side()
                                             for s in (0, 1, 2)}}
     margin = {"settings": {"agad": {"anomaly_loss": "relative-margin", "anomaly_margin": 10}},
               "results": {key("agad-no-adcon", 5, 0): cached_result("agad-no-adcon", 5, 0, 0.96)}}
-    text = labels_report.selection_table({"a": defaults, "b": margin}, ["agad-no-adcon"])
+    text = labels_report.selection_table([defaults, margin], ["agad-no-adcon"])
     rows = text.splitlines()[2:]
     assert rows[0] == "| defaults | agad-no-adcon | 0.900 / 0.900 / 0.500 / 0.750 |"
     assert rows[1].startswith('| `{"anomaly_loss": "relative-margin", "anomaly_margin": 10}` | agad-no-adcon | 0.960 /')
