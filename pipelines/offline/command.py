@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -110,24 +111,40 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     shared.add_argument("--size", type=int, help="image side after resizing (default 32; 0 = native)")
 
 
+def _image_classes(values: list[str] | None) -> list[int] | None:
+    if values is None:
+        return None
+    try:
+        return [int(v) for v in values]
+    except ValueError:
+        raise ValueError(f"--normal: image classes are integers (e.g. 0 or 0,2), got {','.join(values)!r}") from None
+
+
+#: each built-in modality's constructor settings from the command line (None: not given)
+BUILT_IN_SETTINGS: dict[str, Callable[[argparse.Namespace, list[str] | None, list[str] | None], dict[str, Any]]] = {
+    "ecg": lambda args, normal, anomalous: {
+        "ann": args.ann, "fs": args.fs, "window_s": args.window_s, "mode": args.mode, "stride_s": args.stride_s,
+        "other": args.other, "normal_symbols": args.normal, "anomaly_symbols": args.anomalous,
+        "leads": [int(x) if x.isdigit() else x for x in args.leads] if args.leads else None},
+    "audio": lambda args, normal, anomalous: {
+        "sample_rate": args.sample_rate, "n_mels": args.n_mels, "patch_frames": args.patch_frames,
+        "patch_hop": args.patch_hop, "layout": args.layout, "pattern": args.pattern, "label_field": args.label_field,
+        "group_field": args.group_field, "normal_values": normal, "anomaly_values": anomalous},
+    "image": lambda args, normal, anomalous: {"size": args.size, "normal_classes": _image_classes(normal)},
+    "array": lambda args, normal, anomalous: {"normal_label": args.normal},
+}
+
+
 def modality_settings(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """Constructor settings given on the command line (options left out keep the modality defaults)."""
+    if name not in BUILT_IN_SETTINGS:
+        # a plug-in modality takes its defaults: the data options here are the built-ins'
+        if args.normal is not None:
+            raise ValueError(f"--normal: not an option of the {name} modality")
+        return {}
     normal = _comma_list(args.normal) if args.normal else None
     anomalous = _comma_list(args.anomalous) if args.anomalous else None
-    given: dict[str, Any] = {
-        "ecg": {"ann": args.ann, "fs": args.fs, "window_s": args.window_s, "mode": args.mode,
-                "stride_s": args.stride_s, "other": args.other, "normal_symbols": args.normal,
-                "anomaly_symbols": args.anomalous,
-                "leads": [int(x) if x.isdigit() else x for x in args.leads] if args.leads else None},
-        "audio": {"sample_rate": args.sample_rate, "n_mels": args.n_mels, "patch_frames": args.patch_frames,
-                  "patch_hop": args.patch_hop, "layout": args.layout, "pattern": args.pattern, "label_field": args.label_field,
-                  "group_field": args.group_field, "normal_values": normal, "anomaly_values": anomalous},
-        "image": {"size": args.size, "normal_classes": [int(c) for c in normal] if normal else None},
-        "array": {"normal_label": args.normal},
-    }.get(name, {})  # a plug-in modality takes its defaults: the data options here are the built-ins'
-    if name not in given and args.normal is not None:
-        raise ValueError(f"--normal: not an option of the {name} modality")
-    settings = {k: v for k, v in given.items() if v is not None}
+    settings = {k: v for k, v in BUILT_IN_SETTINGS[name](args, normal, anomalous).items() if v is not None}
     if str(settings.get("ann", "")).lower() == "none":
         settings["ann"] = None  # no annotations: detect R peaks, labels unknown
     if settings.get("size") == 0:
