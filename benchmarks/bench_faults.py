@@ -276,7 +276,7 @@ def retrain_kill(broker: LocalBroker, model_dir: Path, work: Path, rng: random.R
     command = [sys.executable, "-m", "pipelines.cli", "retrain", "--model-registry", str(registry.root),
                "--bootstrap-servers", broker.bootstrap, "--labels-topic", labels, "--once", "--min-new", "5",
                "--epochs", "60", "--nice", "0", "--max-auroc-drop", "1", "--max-fpr-increase", "1",
-               "--max-recall-drop", "1", "--min-validation-anomalies", "1"]
+               "--max-recall-drop", "1", "--min-validation-anomalies", "1", "--min-validation-normals", "0"]
     log_path = work / "retrain-killed.log"
     with open(log_path, "w") as log:
         job = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)

@@ -134,7 +134,8 @@ def main() -> None:
         print(f"idle scorer: {idle:.0f} windows/s", flush=True)
         send(args.bootstrap_servers, f"{run}-labels", confirmation_messages(confirmations))
         job = subprocess.Popen(cli("retrain", *retrain_args, "--epochs", str(args.retrain_epochs),
-                                   "--max-auroc-drop", "1", "--max-fpr-increase", "1", "--max-recall-drop", "1"),
+                                   "--max-auroc-drop", "1", "--max-fpr-increase", "1", "--max-recall-drop", "1",
+                                   "--min-validation-normals", "0"),
                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(5)  # past ingest, into training
         busy = throughput(registry.root, args.bootstrap_servers, names["busy"], batch)
@@ -168,7 +169,8 @@ def main() -> None:
         confirmed_at = send(args.bootstrap_servers, f"{run}-labels", confirmation_messages(new_ids))
         retrain_started = time.time()
         subprocess.run(cli("retrain", *retrain_args, "--epochs", str(args.serve_epochs), "--max-auroc-drop", "1",
-                           "--max-fpr-increase", "1", "--max-recall-drop", "1"), cwd=REPO, check=True,
+                           "--max-fpr-increase", "1", "--max-recall-drop", "1", "--min-validation-normals", "0"),
+                       cwd=REPO, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         retrain_s = time.time() - retrain_started
         new_version = registry.current_version()

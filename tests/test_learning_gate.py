@@ -68,7 +68,7 @@ def test_a_candidate_that_learned_one_records_labels_is_refused_on_a_held_out_re
               + confirmations(TRAINING_STREAM, invert_t(normal_119[100:130]), 1, day + 200))
 
     # FPR not gated: on 20 validation normals it moves by chance (test_learning_loop.py's docstring)
-    rule = GateRule(max_fpr_increase=1.0)
+    rule = GateRule(max_fpr_increase=1.0, min_validation_normals=0)
     entry = retrain_once(registry, store, RetrainConfig(min_new=1, init="scratch", rule=rule, overrides={}, seed=0))
 
     assert entry["split"]["by"] == "stream" and entry["split"]["validation_streams"] == [HELD_OUT_STREAM]

@@ -55,7 +55,8 @@ from kafka.errors import KafkaError
 from agad_stream import ModelRegistry
 from modalities import Modality
 from pipelines.learning import signing
-from pipelines.learning.gate import GateRule, contradictions, decide, evaluate, near_identical_conflicts, trusted_figures
+from pipelines.learning.gate import (GateRule, Validation, contradictions, decide, near_identical_conflicts,
+                                     trusted_figures)
 from pipelines.learning.ingest import LabelIngest
 from pipelines.learning.labels import SignaturePolicy
 from pipelines.learning.reference import load_reference
@@ -158,14 +159,16 @@ def retrain_once(registry: ModelRegistry, store: LabelStore, config: RetrainConf
               new_labels=contradicting["new_labels"])
 
     candidates = train_candidates(current, current_dir, X, y, config)
-    figures = {init: evaluate(model, X_val, y_val) for init, model in candidates.items()}
+    validations = {init: Validation.of(model, X_val, y_val) for init, model in candidates.items()}
+    figures = {init: validation.figures() for init, validation in validations.items()}
     init = max(figures, key=lambda k: (figures[k]["auroc"] or 0.0, figures[k]["recall"] or 0.0))
-    current_figures = evaluate(current, X_val, y_val)
+    current_validation = Validation.of(current, X_val, y_val)
     trusted = trusted_figures(current, candidates[init], trusted_anomalies)
-    promote, reasons = decide(current_figures, figures[init], config.rule, trusted, contradicting)
+    promote, reasons, found = decide(current_validation, validations[init], config.rule, trusted, contradicting)
     entry = {
         "event": "promoted" if promote else "rejected", "parent": parent, "init": init, "reasons": reasons,
-        "current": current_figures, "candidate": figures[init], "rule": config.rule.to_dict(),
+        "current": current_validation.figures(), "candidate": figures[init], "intervals": found,
+        "rule": config.rule.to_dict(),
         "labels": {**counts, "upto_seq": max(train.upto_seq, validation.upto_seq)},
         "training_windows": {"normals": int((y == 0).sum()), "anomalies": int(y.sum())}, "split": split.describe(),
         "trusted": trusted, "contradicting": contradicting, "conflicts": conflicts,
@@ -210,11 +213,23 @@ def register(subparsers) -> None:
     p.add_argument("--init", choices=INITS, default="auto",
                    help="fine-tune the current model, train from scratch, or auto: both, keep the better (default)")
     p.add_argument("--epochs", type=int, help="training budget of a candidate (default: the current model's)")
-    p.add_argument("--max-auroc-drop", type=float, default=0.0, help="gate: AUROC may fall by at most this (default 0)")
-    p.add_argument("--max-fpr-increase", type=float, default=0.01, help="gate: FPR may rise by at most this (default 0.01)")
-    p.add_argument("--max-recall-drop", type=float, default=0.0, help="gate: recall may fall by at most this (default 0)")
-    p.add_argument("--min-validation-anomalies", type=int, default=3,
-                   help="gate: held-out confirmed anomalies needed to promote (default 3)")
+    rule = GateRule()
+    p.add_argument("--max-auroc-drop", type=float, default=rule.max_auroc_drop,
+                   help="gate: refuse when AUROC falls by more than this, significantly (default %(default)g)")
+    p.add_argument("--max-fpr-increase", type=float, default=rule.max_fpr_increase,
+                   help="gate: refuse when the FPR rises by more than this, significantly, and is significantly above "
+                        "--fpr-tolerance x the model's target FPR (default %(default)g)")
+    p.add_argument("--fpr-tolerance", type=float, default=rule.fpr_tolerance,
+                   help="gate: the FPR a candidate may show, as a multiple of its target FPR (default %(default)g)")
+    p.add_argument("--max-recall-drop", type=float, default=rule.max_recall_drop,
+                   help="gate: refuse when recall falls by more than this, significantly (default %(default)g)")
+    p.add_argument("--confidence", type=float, default=rule.confidence,
+                   help="gate: confidence of each figure's interval (default %(default)g)")
+    p.add_argument("--min-validation-anomalies", type=int, default=rule.min_validation_anomalies,
+                   help="gate: held-out confirmed anomalies needed to promote (default %(default)s)")
+    p.add_argument("--min-validation-normals", type=int,
+                   help="gate: validation normals needed to promote (default: as many as find twice the tolerated FPR "
+                        "with 80%% power; 713 for a 1%% target)")
     p.add_argument("--max-trusted-recall-drop", type=float, default=0.05,
                    help="gate: share of the trusted anomalies the current model detects that the candidate may miss "
                         "(default 0.05)")
@@ -237,8 +252,13 @@ def register(subparsers) -> None:
 def config_from_args(args: argparse.Namespace) -> RetrainConfig:
     if args.min_new < 1:
         raise ValueError(f"--min-new must be >= 1, got {args.min_new}")
+    if not 0 < args.confidence < 1:
+        raise ValueError(f"--confidence must lie in (0, 1), got {args.confidence}")
+    if args.fpr_tolerance <= 0:
+        raise ValueError(f"--fpr-tolerance must be > 0, got {args.fpr_tolerance}")
     rule = GateRule(args.max_auroc_drop, args.max_fpr_increase, args.max_recall_drop, args.min_validation_anomalies,
-                    args.max_trusted_recall_drop, args.max_contradicting_share)
+                    args.max_trusted_recall_drop, args.max_contradicting_share, args.confidence, args.fpr_tolerance,
+                    args.min_validation_normals)
     overrides = {"epochs": args.epochs, "max_steps": None} if args.epochs else {}
     return RetrainConfig(min_new=args.min_new, init=args.init, rule=rule, overrides=overrides, seed=args.seed)
 
