@@ -43,6 +43,7 @@ from pipelines.learning.reference import load_reference, save_reference
 from pipelines.offline.model_dir import save_model_dir
 from pipelines.streaming.monitor import follow, format_snapshot, open_scores
 from pipelines.streaming.replay import send_messages, window_messages
+from pipelines.streaming.serving import ENGINES
 from pipelines.kafka.kafka_io import broker_answers, create_topics, make_producer, quiet_kafka_logging
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ def train_first_version(modality: Modality, data: Path, registry: ModelRegistry,
     from agad_stream import AGAD
 
     channels = tuple(int(c) for c in args.channels.split(","))
-    model = AGAD(channels=channels, latent_dim=32, epochs=args.epochs, batch_size=128, random_state=0,
+    model = AGAD(channels=channels, latent_dim=32, epochs=args.epochs, batch_size=128, random_state=args.seed,
                  device=args.device, verbose=True)
     return model.fit(modality.prepare(normals))
 
@@ -110,7 +111,7 @@ def start_scorer(registry: Path, topics: dict[str, str], args: argparse.Namespac
     command = [
         sys.executable, "-m", "pipelines.cli", "score", "--model-registry", str(registry),
         "--bootstrap-servers", args.bootstrap_servers, "--in-topic", topics["in"], "--out-topic", topics["out"],
-        "--dlq-topic", topics["dlq"], "--group", topics["group"], "--device", args.device,
+        "--dlq-topic", topics["dlq"], "--group", topics["group"], "--device", args.device, "--engine", args.engine,
         "--metrics-port", str(args.metrics_port), "--torch-threads", str(args.torch_threads),
         *(["--review-topic", topics["review"]] if "review" in topics else []),
     ]
@@ -175,22 +176,24 @@ def watch_scores(windows: Windows, topics: dict[str, str], scorer: subprocess.Po
 
 
 def learning_loop(model: AGAD, modality: Modality, data: Path, registry: ModelRegistry, topics: dict[str, str],
-                  args: argparse.Namespace, work: Path) -> None:
+                  args: argparse.Namespace, work: Path) -> dict:
     """Confirm PVCs and false alarms of the --confirm-records, then one `retrain --once`
-    (fine-tuning with the first version's budget, --epochs)."""
+    (fine-tuning with the first version's budget, --epochs); returns the gate's decision."""
     records = args.confirm_records or args.train_records
     windows = modality.load(data, records=records.split(","))
     counts = loop_step.confirm(model, modality, windows, args.confirmations, registry.current_version(),
-                               args.bootstrap_servers, topics["labels"])
+                               args.bootstrap_servers, topics["labels"], seed=args.seed)
     print(f"\nlearning loop: a reviewer confirmed {counts['anomalies']} PVCs and {counts['false_alarms']} false alarms "
           f"of records {records} on {topics['labels']}; retraining once "
           f"(fine-tune, {args.epochs} epoch(s))", flush=True)
     started = time.monotonic()
     decision = loop_step.retrain(registry.root, args.bootstrap_servers, topics["labels"], f"{topics['group']}-retrain",
-                                 args.epochs, args.torch_threads, work / "retrain.log", REPO)
-    print(f"retrain --once took {time.monotonic() - started:.0f} s: {loop_step.format_decision(decision)}")
+                                 args.epochs, args.torch_threads, args.seed, work / "retrain.log", REPO)
+    seconds = time.monotonic() - started
+    print(f"retrain --once took {seconds:.0f} s: {loop_step.format_decision(decision)}")
     print(f"replaying records {args.replay_records} again; the registry's current version is "
           f"{registry.current_version()}", flush=True)
+    return {"confirmed": counts, "retrain_seconds": round(seconds, 1), **decision}
 
 
 def run_demo(args: argparse.Namespace, data: Path) -> int:
@@ -220,7 +223,7 @@ def run_demo(args: argparse.Namespace, data: Path) -> int:
     log_path = work / "scorer.log"
     scorer = start_scorer(registry.root, topics, args, log_path)
     console = None
-    passes = {}
+    passes, decision = {}, None
     try:
         wait_until_assigned(scorer, log_path, topics["in"])
         if args.console:
@@ -232,7 +235,7 @@ def run_demo(args: argparse.Namespace, data: Path) -> int:
               f"into {topics['in']}", flush=True)
         passes["before"] = watch_scores(replay, topics, scorer, args)
         if args.learning_loop and passes["before"]["scored"] == len(replay):
-            learning_loop(model, modality, data, registry, topics, args, work)
+            decision = learning_loop(model, modality, data, registry, topics, args, work)
             passes["after"] = watch_scores(replay, topics, scorer, args)
         if console is not None:
             print("\nreview the alarms in the console; Ctrl-C stops the demo", flush=True)
@@ -244,6 +247,8 @@ def run_demo(args: argparse.Namespace, data: Path) -> int:
         stop_scorer(scorer)
         if console is not None:
             stop_scorer(console)
+    if args.result:
+        loop_step.write_result(Path(args.result), args, passes, decision, time.monotonic() - started)
     return report(passes, len(replay), args.replay_records, log_path)
 
 
@@ -277,6 +282,12 @@ def register(subparsers) -> None:
     p.add_argument("--encoding", choices=("json", "binary"), default="binary")
     p.add_argument("--partitions", type=int, default=1)
     p.add_argument("--device", default="auto")
+    p.add_argument("--engine", choices=ENGINES, default="auto",
+                   help="the scorer's engine (default auto: ONNX Runtime on a CPU, torch on a GPU)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the first version's training, the reviewer's picks and the retrain (default 0)")
+    p.add_argument("--result", metavar="FILE.json",
+                   help="also write each pass's figures and the gate's decision here (benchmarks/bench_demo.py)")
     p.add_argument("--torch-threads", type=int, default=1,
                    help="CPU threads for training and scoring (default 1, the fastest on a busy 2-core machine)")
     p.add_argument("--metrics-port", type=int, default=0, help="scorer's Prometheus port (0 = off)")

@@ -8,6 +8,7 @@ the served threshold to the monitor's figures, so the two passes can be compared
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -74,13 +75,13 @@ def confirm(model: AGAD, modality: Modality, windows: Windows, per_label: int, v
 
 
 def retrain(registry: Path, bootstrap_servers: str, labels_topic: str, group: str, epochs: int, torch_threads: int,
-            log_path: Path, cwd: Path) -> dict:
+            seed: int, log_path: Path, cwd: Path) -> dict:
     """Run `agad-stream retrain --once` (fine-tune, `epochs` passes); returns its registry-log decision."""
     logged = len(ModelRegistry(registry).read_log())
     command = [sys.executable, "-m", "pipelines.cli", "retrain", "--model-registry", str(registry),
                "--bootstrap-servers", bootstrap_servers, "--labels-topic", labels_topic, "--group", group,
                "--once", "--min-new", "1", "--init", "fine-tune", "--epochs", str(epochs),
-               "--torch-threads", str(torch_threads)]
+               "--torch-threads", str(torch_threads), "--seed", str(seed)]
     with open(log_path, "w") as log:
         done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
     decisions = [e for e in ModelRegistry(registry).read_log()[logged:] if e.get("event") in DECISIONS]
@@ -88,6 +89,16 @@ def retrain(registry: Path, bootstrap_servers: str, labels_topic: str, group: st
         raise RuntimeError(f"retrain --once made no decision (exit {done.returncode}); its log ({log_path}):\n"
                            f"{log_path.read_text()[-3000:]}")
     return decisions[-1]
+
+
+def write_result(path: Path, args, passes: dict[str, dict], decision: dict | None, seconds: float) -> None:
+    """The run's settings, each pass's figures and the gate's decision, as JSON (written whole, then renamed)."""
+    settings = {k: v for k, v in vars(args).items() if k != "func"}
+    result = {"settings": settings, "seconds": round(seconds, 1), "passes": passes, "decision": decision}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(result, indent=1, default=str))
+    partial.replace(path)
 
 
 def format_decision(decision: dict) -> str:
