@@ -31,6 +31,12 @@ class ArrayModality(Modality):
     """
 
     name = "array"
+    #: without the pseudo-anomaly term (λ_adcon = 0, no auxiliary BN), as the ECG modality: on
+    #: validation folds of the TRAIN normals of four UCR sets (GunPoint, ItalyPowerDemand, Trace,
+    #: Coffee) it was the only AGAD setting tried at or above its plain autoencoder on three of
+    #: the four, and the best on average; the full AGAD fell 0.02-0.06 below it on two
+    #: (docs/array-defaults.md). Its windows are always 1D ([C, L]): no 2D case to choose for.
+    agad_defaults = {"lambda_adcon": 0.0, "aux_bn": False}
 
     def __init__(self, normal_label: str | float | None = None) -> None:
         self.normal_label = normal_label

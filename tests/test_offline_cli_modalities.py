@@ -65,6 +65,12 @@ def test_train_evaluate_and_score_file_with_normal_for_every_built_in_modality(m
     if modality == "ecg":
         # only 'Q' beats trained the model: the record's PVCs are anomalies, not training windows
         assert get_modality_settings(model)["normal_symbols"] == "Q"
+    if modality == "array":
+        # its defaults, chosen on UCR validation folds (docs/modalities.md): AGAD without the
+        # pseudo-anomaly term, still with L_adv and L_lat, so not its own plain autoencoder
+        params = json.loads((model / "agad.json").read_text())["params"]
+        assert params["lambda_adcon"] == 0.0 and params["aux_bn"] is False
+        assert params["lambda_adv"] > 0 and params["lambda_lat"] > 0
 
     assert main(["evaluate", "--model", str(model), *evaluate_on, "--out", str(report), "--no-baselines",
                  "--device", "cpu", "--quiet"]) == 0
