@@ -360,6 +360,24 @@ def render_array_validation() -> str:
     return table(header, rows) + source(["array_validation.json"], ucr_command(d), note=note)
 
 
+def render_array_test() -> str:
+    """Held-out AUROC on the TEST files, once, after the choice: the defaults beside the full AGAD,
+    the plain autoencoder, IsolationForest and PCA, and whether the target holds per set."""
+    d = load("array_test.json")
+    results = d["results"]
+    labels = {"defaults": "`--modality array` defaults", "full": "full AGAD (the default before)",
+              "plain-autoencoder": "its plain AE", "isolation-forest": "IsolationForest", "pca": "PCA"}
+    present = [c for c in labels if any(c in results[s]["detectors"] for s in UCR_SETS)]
+    rows = []
+    for s in UCR_SETS:
+        gap = ucr_mean(results[s], "defaults") - ucr_mean(results[s], "plain-autoencoder")
+        verdict = "yes" if gap >= -PLAIN_AE_TOLERANCE else "**no**"
+        rows.append([s] + [ucr_cell(results[s], c) for c in present] + [f"{gap:+.4f}", verdict])
+    header = (["TEST file, mean over classes"] + [labels[c] for c in present]
+              + ["defaults − plain AE", "target held"])
+    return table(header, rows) + source(["array_test.json"], ucr_command(d))
+
+
 # --- the learning loop, false positives, threshold state ---------------------------------
 
 def render_learning_loop() -> str:
@@ -620,6 +638,7 @@ RENDERERS = {
     "rpeaks": render_rpeaks,
     "demo-seeds": render_demo_seeds,
     "array-validation": render_array_validation,
+    "array-test": render_array_test,
 }
 
 
