@@ -26,9 +26,10 @@ Protocol (fixed before any run):
 - figure: recall of each anomaly type (ECG: AAMI S, V, F; Fashion-MNIST: classes 1-9) at 1% FPR on the
   normal windows of the validation half (to choose on) and of the test set (DS2, reported
   only), k = 0 being the base model. Seeds --seeds (base fit, normals and stream draw).
-- choosing: an order becomes the default if on the validation half its recall, averaged over
+- choosing: an order passes on a modality if on its validation half its recall, averaged over
   the types and the budgets, beats newest-first in every seed; of several, the larger mean
-  gain. Else newest stays.
+  gain. The console serves every modality, so an order becomes the default only if it passes
+  on both (ECG and Fashion-MNIST); else newest stays. (benchmarks/render_docs.py applies it.)
 
 Every (order, k, seed) result lands in --out as soon as it is done (base models in --work), so a
 rerun resumes; the first seed runs every order and budget first.
