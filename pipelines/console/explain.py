@@ -58,8 +58,8 @@ class Models:
 
 
 def embed(served: ServedModel, raws: list) -> np.ndarray:
-    """One row per raw window: the model's latent code (AGAD.latent), or, for a generator without a
-    bottleneck, the prepared window itself, flattened (alike windows are near in either). A window that
+    """One row per raw window: the model's latent code (AGAD.latent), or, for an engine or a generator
+    without it, the prepared window itself, flattened (alike windows are near in either). A window that
     does not fit the model's shape gets a row of NaN."""
     rows: list[np.ndarray | None] = []
     for raw in raws:
@@ -73,7 +73,7 @@ def embed(served: ServedModel, raws: list) -> np.ndarray:
     prepared = served.modality.prepare(np.stack(fitting))
     try:
         codes = served.model.latent(prepared)
-    except ValueError:
+    except (AttributeError, ValueError):  # an engine or generator without the bottleneck
         codes = prepared.reshape(len(prepared), -1).astype(np.float64)
     out = np.full((len(rows), codes.shape[1]), np.nan)
     out[[i for i, r in enumerate(rows) if r is not None]] = codes

@@ -85,22 +85,24 @@ def diverse_order(alarms: Sequence[dict], candidates: list[int], embeddings: np.
         if labelled is not None and len(labelled):
             distance = _nearest(embeddings, np.asarray(labelled, dtype=np.float64).reshape(len(labelled), -1))
     score = np.array([_number(a.get("score"), -np.inf) for a in alarms])
-    recency = np.arange(len(alarms))
     by_stream: dict[str, list[int]] = {}
     for i in candidates:
         by_stream.setdefault(str(alarms[i].get("stream")), []).append(i)
-    ranked: list[int] = []
-    while by_stream:
-        def best(members: list[int]) -> int:
-            return max(members, key=lambda i: (distance[i], score[i], recency[i]))
+    open_by_stream = {stream: np.array(members) for stream, members in by_stream.items()}
 
-        heads = {stream: best(members) for stream, members in by_stream.items()}
+    def best(members: np.ndarray) -> int:
+        farthest = members[distance[members] == distance[members].max()]
+        return int(farthest[np.lexsort((farthest, score[farthest]))[-1]])  # then higher score, then newer
+
+    ranked: list[int] = []
+    while open_by_stream:
+        heads = {stream: best(members) for stream, members in open_by_stream.items()}
         for stream in sorted(heads, key=lambda s: (-distance[heads[s]], s)):
-            pick = best(by_stream[stream])  # earlier picks of this round may have covered the first choice
+            pick = best(open_by_stream[stream])  # earlier picks of this round may have covered the first choice
             ranked.append(pick)
-            by_stream[stream].remove(pick)
-            if not by_stream[stream]:
-                del by_stream[stream]
+            open_by_stream[stream] = open_by_stream[stream][open_by_stream[stream] != pick]
+            if not len(open_by_stream[stream]):
+                del open_by_stream[stream]
             if embeddings is not None and np.all(np.isfinite(embeddings[pick])):
                 distance = np.minimum(distance, _nearest(embeddings, embeddings[pick][None]))
     return ranked
