@@ -1,11 +1,15 @@
 """The review queue's orders (pipelines/console/queue.py): each is a permutation of the alarms, and each puts
-first what it promises; the model's latent code (AGAD.latent) it embeds with."""
+first what it promises; the model's latent code (AGAD.latent) the console embeds with; and the default order
+is the one the benchmark's rule picks."""
 
 import numpy as np
 import pytest
 
 from agad_stream import AGAD
+from modalities.arrays import ArrayModality
+from pipelines.console.explain import embed
 from pipelines.console.queue import ORDERS, queue_order, threshold_distance
+from pipelines.streaming.serving import ServedModel
 
 
 def alarm(score, threshold=1.0, stream="a", status="pending"):
@@ -63,11 +67,17 @@ def test_an_unknown_order_is_refused_by_name():
         queue_order([alarm(1.0)], "oldest")
 
 
-def test_agad_latent_is_the_generators_bottleneck_and_tells_kinds_apart():
+@pytest.fixture(scope="module")
+def sine_model():
+    """A small AGAD on noisy sine windows [N, 1, 64], and those windows."""
     rng = np.random.default_rng(0)
     t = np.linspace(0, 1, 64)
     normal = (np.sin(2 * np.pi * 3 * t) + 0.05 * rng.normal(size=(200, 1, 64))).astype(np.float32)
-    model = AGAD(max_steps=40, random_state=0, verbose=False).fit(normal)
+    return AGAD(max_steps=40, random_state=0, verbose=False).fit(normal), normal
+
+
+def test_agad_latent_is_the_generators_bottleneck_and_tells_kinds_apart(sine_model):
+    model, normal = sine_model
     spikes = normal[:20].copy()
     spikes[:, :, 30:34] += 4.0
     codes = model.latent(np.concatenate([normal[:20], spikes]))
@@ -77,3 +87,24 @@ def test_agad_latent_is_the_generators_bottleneck_and_tells_kinds_apart():
     assert across > within
     with pytest.raises(ValueError, match="windows"):
         model.latent(normal[:, :, :32])
+
+
+def test_the_console_embeds_review_values_with_the_served_model(sine_model):
+    model, normal = sine_model
+    served = ServedModel(model, ArrayModality(), 1, (64,))
+    raws = [normal[0, 0].tolist(), [1.0, 2.0], normal[1, 0].tolist()]  # the middle one does not fit the model
+    rows = embed(served, raws)
+    assert np.allclose(rows[[0, 2]], model.latent(normal[:2]), atol=1e-5) and np.isnan(rows[1]).all()
+    assert queue_order([alarm(2.0), alarm(1.5), alarm(1.2)], "diverse", rows, rows[[0]])[-1] == 0  # labelled: last
+
+
+def test_the_consoles_default_order_is_the_one_the_benchmark_rule_picks():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import render_docs
+
+    from pipelines.console.command import DEFAULT_QUEUE
+
+    assert DEFAULT_QUEUE == render_docs.queue_default()
