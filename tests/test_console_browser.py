@@ -22,6 +22,8 @@ from agad_stream import AGAD, ModelRegistry  # noqa: E402
 from console_support import PASSWORDS, Console, call, free_port, login, users_file  # noqa: E402
 from kafka_support import ECG_SLICE, ThreadScorer, Topics, messages, read_topic, scorer_config, send, until_ids  # noqa: E402,E501
 from modalities.image import ImageModality  # noqa: E402
+from pipelines.console.command import DEFAULT_QUEUE  # noqa: E402
+from pipelines.console.queue import DESCRIPTIONS  # noqa: E402
 from pipelines.learning import signing  # noqa: E402
 from pipelines.offline.model_dir import save_model_dir  # noqa: E402
 from modalities import get_modality  # noqa: E402
@@ -338,8 +340,10 @@ def test_the_page_states_its_queue_order_and_another_order_relists_the_same_alar
     box = browser.find_element(By.ID, "pending-only")
     if box.is_selected():
         box.click()  # every alarm of the stream, reviewed ones too
-    note = browser.find_element(By.ID, "queue-note")
-    assert note.text == "Ordered newest first; every alarm stays in the list"
+    assert browser.find_element(By.ID, "queue-note").text == f"Ordered {DESCRIPTIONS[DEFAULT_QUEUE]}; every alarm stays in the list"
+    assert Select(browser.find_element(By.ID, "queue-order")).first_selected_option.text == f"{DEFAULT_QUEUE} (default)"
+    Select(browser.find_element(By.ID, "queue-order")).select_by_value("newest")
+    wait.until(lambda b: b.find_element(By.ID, "queue-note").text.startswith("Ordered newest first"))
     newest = alarm_ids(browser)
     flagged = [r.json() for r in read_topic(live.topics.bootstrap, live.review) if r.json()["stream"] == "119"]
     assert newest == [m["id"] for m in reversed(flagged)]
@@ -360,8 +364,8 @@ def test_the_page_states_its_queue_order_and_another_order_relists_the_same_alar
     open_scores = [scores[i][0] for i in alarm_ids(browser) if scores[i][1] not in ("confirmed", "false_alarm")]
     assert open_scores == sorted(open_scores, reverse=True) and len(open_scores) >= 2
     assert call(live.console.url, "/api/queue?order=oldest", cookie=cookie).status == 400
-    Select(browser.find_element(By.ID, "queue-order")).select_by_value("newest")
-    wait.until(lambda b: alarm_ids(b) == newest)
+    Select(browser.find_element(By.ID, "queue-order")).select_by_value(DEFAULT_QUEUE)  # as the other tests found it
+    wait.until(lambda b: b.find_element(By.ID, "queue-note").text.startswith(f"Ordered {DESCRIPTIONS[DEFAULT_QUEUE]}"))
     box.click()
 
 
