@@ -29,7 +29,7 @@ from agad_stream.batchnorm import add_auxiliary_batchnorms
 from agad_stream.calibration import TAILS, calibrate, rescale_training_scores
 from agad_stream.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from agad_stream.generators import build_generator
-from agad_stream.networks import Discriminator
+from agad_stream.networks import Discriminator, pad_to
 from agad_stream.scaling import normalise, per_channel
 from agad_stream.training import AGADTrainer, TrainingConfig, init_weights
 from agad_stream.validation import check_labels, check_windows
@@ -524,6 +524,18 @@ class AGAD(BaseEstimator):
     def predict(self, X) -> np.ndarray:
         """1 for anomalous (score above the calibrated threshold), 0 for normal."""
         return (self.decision_function(X) > 0).astype(np.int8)
+
+    def latent(self, X) -> np.ndarray:
+        """The generator's bottleneck code of each window (n, latent_dim): what G summarises a window to,
+        so windows close here look alike to the model (the review queue's "diverse" order uses it)."""
+        self._check_fitted()
+        X = check_windows(X, self.window_shape_)
+        generator = self.generator_
+        if not all(hasattr(generator, name) for name in ("encoder", "to_latent", "padded_shape")):
+            raise ValueError(f"the {self.generator!r} generator has no encoder/to_latent bottleneck to read")
+        codes = self._in_batches(generator, self._normalise(X), lambda x: generator.to_latent(
+            generator.encoder(pad_to(x, generator.padded_shape))[-1]).flatten(1).cpu().numpy())
+        return np.concatenate(codes).astype(np.float64)
 
     def residuals(self, X) -> np.ndarray:
         """Explanation maps: the element-wise residual x - G(x), in the input's units."""

@@ -617,6 +617,124 @@ def render_rpeaks() -> str:
                  rows) + source(["rpeaks.json"], "nice python benchmarks/bench_rpeaks.py --data PATH/TO/mitdb-full") + \
         f"Load average at the start of the run: {d['load_average_1m']:.2f}.\n"
 
+# --- review queue: which order of the alarms teaches most per label ------------------------
+
+QUEUE_ORDERS = ["newest", "score", "uncertain", "diverse"]
+QUEUE_FILES = {"ecg": "review_queue_ecg.json", "fashion-mnist": "review_queue_fashion-mnist.json"}
+QUEUE_SAVED_AT = (20, 50)
+
+
+def queue_runs(modality: str) -> tuple[dict, list[dict]]:
+    cache = load(QUEUE_FILES[modality])
+    return cache["settings"], list(cache["results"].values())
+
+
+def queue_recall(run: dict, part: str, types: list[str]) -> float:
+    """A run's recall at 1% FPR on `part`, averaged over the anomaly types."""
+    return float(np.mean([run[part][t] for t in types]))
+
+
+def queue_curve(runs: list[dict], order: str, part: str, types: list[str]) -> dict[int, dict[int, float]]:
+    """{k: {seed: recall}} of one order, k = 0 being the base model (shared by every order)."""
+    curve: dict[int, dict[int, float]] = {}
+    for run in runs:
+        if run["order"] in (order, "base"):
+            curve.setdefault(run["k"], {})[run["seed"]] = queue_recall(run, part, types)
+    return dict(sorted(curve.items()))
+
+
+def labels_needed(curve: dict[int, float], target: float) -> float | None:
+    """Fewest labels at which the (piecewise linear) mean curve reaches `target`; None if it never does."""
+    points = list(curve.items())
+    if points[0][1] >= target:
+        return float(points[0][0])
+    for (k0, r0), (k1, r1) in zip(points, points[1:]):
+        if r1 >= target:
+            return k0 + (k1 - k0) * (target - r0) / (r1 - r0)
+    return None
+
+
+def queue_choice(runs: list[dict], types: list[str]) -> tuple[str, dict[str, float]]:
+    """The rule of bench_review_queue.py: on validation, recall averaged over types and budgets; an order
+    becomes the default only if it beats newest-first in every seed (then the largest mean gain)."""
+    def per_seed(order: str) -> dict[int, float]:
+        by_seed: dict[int, list[float]] = {}
+        for run in runs:
+            if run["order"] == order:
+                by_seed.setdefault(run["seed"], []).append(queue_recall(run, "validation", types))
+        return {seed: float(np.mean(v)) for seed, v in by_seed.items()}
+
+    newest = per_seed("newest")
+    gains, winners = {}, {}
+    for order in QUEUE_ORDERS[1:]:
+        mine = per_seed(order)
+        diffs = [mine[s] - newest[s] for s in newest if s in mine]
+        gains[order] = float(np.mean(diffs)) if diffs else float("nan")
+        if len(diffs) >= 3 and min(diffs) > 0:
+            winners[order] = gains[order]
+    return (max(winners, key=winners.get) if winners else "newest"), gains
+
+
+def queue_default() -> str:
+    """The console's default order by the rule: the order that passes on every modality's validation, else newest."""
+    choices = set()
+    for modality in QUEUE_FILES:
+        settings, runs = queue_runs(modality)
+        choices.add(queue_choice(runs, settings["types"])[0])
+    return choices.pop() if len(choices) == 1 else "newest"
+
+
+def render_review_queue() -> str:
+    out = []
+    for modality, title in (("ecg", "MIT-BIH, recall per AAMI class at 1% FPR"),
+                            ("fashion-mnist", "Fashion-MNIST (normal: class 0), recall at 1% FPR, mean over the 9 "
+                                              "other classes")):
+        settings, runs = queue_runs(modality)
+        types = settings["types"]
+        shown = types if len(types) <= 3 else []
+        header = (["order", "labels"] + [f"validation {t}" for t in shown] + ["validation mean"]
+                  + [f"test {t}" for t in shown] + ["test mean"])
+        rows = []
+        for order in ["base", *QUEUE_ORDERS]:
+            for k in sorted({r["k"] for r in runs if r["order"] == order}):
+                chosen = [r for r in runs if (r["order"], r["k"]) == (order, k)]
+                cells = []
+                for part in ("validation", "test"):
+                    cells += [mean_std([r[part][t] for r in chosen], 3) for t in shown]
+                    cells.append(mean_std([queue_recall(r, part, types) for r in chosen], 3))
+                label = "none (base model)" if order == "base" else order
+                seeds = len({r["seed"] for r in chosen})
+                rows.append([label if seeds >= 3 else f"{label} ({seeds} seed{'s' if seeds > 1 else ''})", str(k), *cells])
+        choice, gains = queue_choice(runs, types)
+        saved_rows = []
+        for order in QUEUE_ORDERS[1:]:
+            cells = []
+            for part in ("validation", "test"):
+                newest = {k: float(np.mean(list(v.values()))) for k, v in queue_curve(runs, "newest", part, types).items()}
+                mine = {k: float(np.mean(list(v.values()))) for k, v in queue_curve(runs, order, part, types).items()}
+                for k in QUEUE_SAVED_AT:
+                    if k not in newest:
+                        cells.append("–")
+                        continue
+                    needed = labels_needed(mine, newest[k])
+                    cells.append(f"not within {max(mine)}" if needed is None else
+                                 f"{needed:.0f} ({'saves' if needed <= k else 'costs'} {abs(k - needed):.0f})")
+            saved_rows.append([order, f"{gains[order]:+.3f}", *cells])
+        out.append(f"**{title}.** Validation: {'the DS1 patients that do not stream' if modality == 'ecg' else 'the held-out half of the training set'}"
+                   f" (chosen on); test: {'DS2' if modality == 'ecg' else 'the test set'} (reported only). "
+                   f"Mean ± std over seeds; a cell of one seed says so.\n\n" + table(header, rows))
+        out.append("\nLabels each order needs for newest-first's recall (type mean, on the seed-mean curves, linear "
+                   "between budgets), and the validation gain over newest-first averaged over the budgets:\n\n"
+                   + table(["order", "validation gain", *[f"validation, newest's k = {k}" for k in QUEUE_SAVED_AT],
+                            *[f"test, newest's k = {k}" for k in QUEUE_SAVED_AT]], saved_rows)
+                   + f"\nBy the rule (beat newest-first on validation in every seed), on this modality: **{choice}**.\n")
+    out.append(f"The console's default (`--queue`), the order that passes on both: **{queue_default()}**.\n")
+    return "\n".join(out) + source(list(QUEUE_FILES.values()),
+                                   "python benchmarks/bench_review_queue.py --modality ecg",
+                                   "python benchmarks/bench_review_queue.py --modality fashion-mnist",
+                                   note="under `nice -n 19 env OMP_NUM_THREADS=1`; resumes from the result files")
+
+
 
 RENDERERS = {
     "validation-selection": render_validation_selection,
@@ -639,6 +757,7 @@ RENDERERS = {
     "demo-seeds": render_demo_seeds,
     "array-validation": render_array_validation,
     "array-test": render_array_test,
+    "review-queue": render_review_queue,
 }
 
 

@@ -1,7 +1,8 @@
 """The console in headless Chromium (Debian's chromium + chromium-driver) on the real broker, end to end:
 replayed ECG windows are scored live, alarms appear without a reload, an alarm is drawn on its axes with
 its recording time and neighbouring beats, clicks and keys publish exactly the confirmations made, a
-missed anomaly is marked from the stream view, and Kafka strings render as text.
+missed anomaly is marked from the stream view, Kafka strings render as text, and the page says how its
+queue is ordered, the order changing the listing but never what it holds.
 """
 
 import json
@@ -21,6 +22,8 @@ from agad_stream import AGAD, ModelRegistry  # noqa: E402
 from console_support import PASSWORDS, Console, call, free_port, login, users_file  # noqa: E402
 from kafka_support import ECG_SLICE, ThreadScorer, Topics, messages, read_topic, scorer_config, send, until_ids  # noqa: E402,E501
 from modalities.image import ImageModality  # noqa: E402
+from pipelines.console.command import DEFAULT_QUEUE  # noqa: E402
+from pipelines.console.queue import DESCRIPTIONS  # noqa: E402
 from pipelines.learning import signing  # noqa: E402
 from pipelines.offline.model_dir import save_model_dir  # noqa: E402
 from modalities import get_modality  # noqa: E402
@@ -328,6 +331,42 @@ def test_health_from_the_scorer_metrics_and_no_model_buttons_for_a_reviewer(live
     assert "current" in browser.find_element(By.CSS_SELECTOR, "#models tbody tr").text
     assert not browser.find_elements(By.CSS_SELECTOR, "button.promote")
     assert not browser.find_element(By.ID, "rollback").is_displayed()
+
+
+def test_the_page_states_its_queue_order_and_another_order_relists_the_same_alarms(live):
+    browser, wait = live.browser, live.wait
+    browser.find_element(By.CSS_SELECTOR, "#nav button[data-view=alarms]").click()
+    select_stream(live, "119")
+    box = browser.find_element(By.ID, "pending-only")
+    if box.is_selected():
+        box.click()  # every alarm of the stream, reviewed ones too
+    assert browser.find_element(By.ID, "queue-note").text == f"Ordered {DESCRIPTIONS[DEFAULT_QUEUE]}; every alarm stays in the list"
+    assert Select(browser.find_element(By.ID, "queue-order")).first_selected_option.text == f"{DEFAULT_QUEUE} (default)"
+    Select(browser.find_element(By.ID, "queue-order")).select_by_value("newest")
+    wait.until(lambda b: b.find_element(By.ID, "queue-note").text.startswith("Ordered newest first"))
+    newest = alarm_ids(browser)
+    flagged = [r.json() for r in read_topic(live.topics.bootstrap, live.review) if r.json()["stream"] == "119"]
+    assert newest == [m["id"] for m in reversed(flagged)]
+    assert browser.find_element(By.ID, "alarm-range").text == f"1–{len(newest)} of {len(newest)}"
+    cookie, _ = login(live.console.url, "alice")
+    for order, says in (("score", "highest score first"), ("diverse", "least like any labelled window first")):
+        Select(browser.find_element(By.ID, "queue-order")).select_by_value(order)
+        wait.until(lambda b: b.find_element(By.ID, "queue-note").text.startswith(f"Ordered {says}"))
+        wait.until(lambda b: alarm_ids(b) != newest)
+        listed = alarm_ids(browser)
+        assert sorted(listed) == sorted(newest)  # the same alarms, none hidden
+        ranked = call(live.console.url, f"/api/queue?order={order}", cookie=cookie).body
+        assert ranked["queue"]["order"] == order and [i for i in ranked["ids"] if i in set(newest)] == listed
+    scores = {a["id"]: (a["score"], a["status"]) for a in call(live.console.url, "/api/state?queue=score",
+                                                              cookie=cookie).body["alarms"]}
+    Select(browser.find_element(By.ID, "queue-order")).select_by_value("score")
+    wait.until(lambda b: b.find_element(By.ID, "queue-note").text.startswith("Ordered highest score first"))
+    open_scores = [scores[i][0] for i in alarm_ids(browser) if scores[i][1] not in ("confirmed", "false_alarm")]
+    assert open_scores == sorted(open_scores, reverse=True) and len(open_scores) >= 2
+    assert call(live.console.url, "/api/queue?order=oldest", cookie=cookie).status == 400
+    Select(browser.find_element(By.ID, "queue-order")).select_by_value(DEFAULT_QUEUE)  # as the other tests found it
+    wait.until(lambda b: b.find_element(By.ID, "queue-note").text.startswith(f"Ordered {DESCRIPTIONS[DEFAULT_QUEUE]}"))
+    box.click()
 
 
 def test_image_window_heat_map_and_admin_model_switches(kafka_bootstrap, tmp_path):

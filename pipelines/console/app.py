@@ -23,8 +23,9 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipelines.console.auth import Authenticator, PasswordTooLong, RateLimiter, Session, Sessions, User, csrf_ok
-from pipelines.console.explain import Models, explain
+from pipelines.console.explain import Models, embed, explain
 from pipelines.console.feed import STREAMS_PAGE, Feed
+from pipelines.console.queue import DESCRIPTIONS, ORDERS, queue_order
 from pipelines.learning.labels import AAMI_CLASSES, check_text_field
 from pipelines.learning.models import rollback_target, switch_to
 from pipelines.kafka.codec import InvalidMessage
@@ -52,6 +53,8 @@ class ConsoleSettings:
     label_rate: float = 5.0
     label_burst: float = 20.0
     metrics_url: str | None = None
+    #: the review queue's order when the page does not ask for another (see queue.py)
+    queue: str = "newest"
 
 
 def create_app(feed: Feed, models: Models, authenticator: Authenticator, settings: ConsoleSettings) -> FastAPI:
@@ -151,9 +154,43 @@ def create_app(feed: Feed, models: Models, authenticator: Authenticator, setting
         return {"ok": True}
 
     # ------------------------------------------------------------------ streams and alarms
+    def ordered(alarms: list[dict], order: str) -> list[dict]:
+        """`alarms` (oldest first) in the review order; "diverse" embeds them with the current model."""
+        embeddings = labelled = None
+        if order == "diverse" and alarms:
+            values, labelled_values = feed.review_values([a["id"] for a in alarms])
+            try:
+                served = models.get()
+                embeddings = embed(served, values)
+                labelled = embed(served, labelled_values) if labelled_values else None
+            except (ValueError, FileNotFoundError) as error:  # no model to embed with: streams still take turns
+                log_event(log, "console_queue_unembedded", logging.WARNING, error=error)
+        return [alarms[i] for i in queue_order(alarms, order, embeddings, labelled)]
+
+    def queue_order_of(queue: str | None) -> str:
+        order = queue or settings.queue
+        if order not in ORDERS:
+            raise HTTPException(400, f"queue must be one of {', '.join(ORDERS)}")
+        return order
+
+    def queue_info(order: str) -> dict:
+        return {"order": order, "description": DESCRIPTIONS[order], "default": settings.queue, "orders": list(ORDERS)}
+
     @app.get("/api/state")
-    def state(user: User = Depends(reader)) -> dict:
-        return feed.snapshot()
+    def state(queue: str | None = None, user: User = Depends(reader)) -> dict:
+        """The snapshot, its alarms in the review order (`queue`, default --queue), how they are ordered, and
+        their ids in arrival order (the page drops the oldest first, as the feed does)."""
+        order = queue_order_of(queue)
+        snapshot = feed.snapshot()
+        arrival = snapshot["alarms"][::-1]
+        snapshot["alarms"] = ordered(arrival, order)
+        return {**snapshot, "arrival": [a["id"] for a in arrival], "queue": queue_info(order)}
+
+    @app.get("/api/queue")
+    def review_queue(order: str | None = None, user: User = Depends(reader)) -> dict:
+        """Every alarm kept, by id, in the review order: the page reorders with it (nothing is left out)."""
+        order = queue_order_of(order)
+        return {"queue": queue_info(order), "ids": [a["id"] for a in ordered(feed.alarm_summaries(), order)]}
 
     @app.get("/api/streams")
     def streams(offset: int = Query(0, ge=0), limit: int = Query(STREAMS_PAGE, ge=1, le=MAX_STREAMS_PAGE),

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipelines.console.auth import Authenticator, check_bind, hash_password, is_loopback, load_users
+from pipelines.console.queue import ORDERS
 from pipelines.learning import signing
 
 if TYPE_CHECKING:  # the server's modules (fastapi, uvicorn, kafka, the models) load only when it runs
@@ -32,6 +33,8 @@ if TYPE_CHECKING:  # the server's modules (fastapi, uvicorn, kafka, the models) 
 
 DEFAULT_PORT = 8765
 TOKEN_ENV = "AGAD_CONSOLE_TOKEN"
+#: the review queue's default order, measured on validation patients (docs/console.md)
+DEFAULT_QUEUE = "newest"
 
 
 def register(subparsers) -> None:
@@ -64,6 +67,10 @@ def register(subparsers) -> None:
                    help="read the topics from their start (default) or only new messages (labels: always all)")
     p.add_argument("--max-streams", type=int, default=2000,
                    help="stream keys kept in the streams view, the most recently seen (default 2000)")
+    p.add_argument("--queue", choices=ORDERS, default=DEFAULT_QUEUE,
+                   help="order of the alarm queue: newest first, highest score first, nearest the threshold first "
+                        "(uncertain), or least like any labelled window first, streams taking turns (diverse); "
+                        "the page can switch (default %(default)s, chosen by benchmarks/bench_review_queue.py)")
     p.add_argument("--label-rate", type=float, default=5.0, help="labels per second per user, on average (default 5)")
     p.add_argument("--ssl-certfile")
     p.add_argument("--ssl-keyfile")
@@ -94,7 +101,7 @@ def build(args: argparse.Namespace) -> tuple[uvicorn.Server, Feed]:
                 raw_shape=lambda: models.get().raw_shape)
     tls = bool(args.ssl_certfile)
     settings = ConsoleSettings(secure_cookie=tls or not is_loopback(args.host), label_rate=args.label_rate,
-                               metrics_url=args.metrics_url)
+                               metrics_url=args.metrics_url, queue=args.queue)
     app = create_app(feed, models, authenticator, settings)
     proxies = trusted_proxies(args.trusted_proxies)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=2,

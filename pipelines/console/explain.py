@@ -57,6 +57,29 @@ class Models:
         return self.registry.path(int(name))
 
 
+def embed(served: ServedModel, raws: list) -> np.ndarray:
+    """One row per raw window: the model's latent code (AGAD.latent), or, for an engine or a generator
+    without it, the prepared window itself, flattened (alike windows are near in either). A window that
+    does not fit the model's shape gets a row of NaN."""
+    rows: list[np.ndarray | None] = []
+    for raw in raws:
+        try:
+            rows.append(np.asarray(raw, dtype=np.float32).reshape(served.raw_shape))
+        except (TypeError, ValueError):
+            rows.append(None)
+    fitting = [r for r in rows if r is not None]
+    if not fitting:
+        return np.full((len(rows), 1), np.nan)
+    prepared = served.modality.prepare(np.stack(fitting))
+    try:
+        codes = served.model.latent(prepared)
+    except (AttributeError, ValueError):  # an engine or generator without the bottleneck
+        codes = prepared.reshape(len(prepared), -1).astype(np.float64)
+    out = np.full((len(rows), codes.shape[1]), np.nan)
+    out[[i for i, r in enumerate(rows) if r is not None]] = codes
+    return out
+
+
 def explain(served: ServedModel, raw: np.ndarray) -> dict:
     """Prepared input, reconstruction and residual of one raw window, as nested lists [C, L] or [C, H, W],
     with the axes to draw them on."""

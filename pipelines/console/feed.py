@@ -203,6 +203,21 @@ class Feed:
             return {"seq": self.seq, **self._streams_page(0, STREAMS_PAGE),
                     "alarms": [summary(a) for a in reversed(self.alarms.values())]}
 
+    def alarm_summaries(self) -> list[dict]:
+        """Every alarm kept, oldest first (the review queue orders them)."""
+        with self.lock:
+            return [summary(a) for a in self.alarms.values()]
+
+    def review_values(self, ids: list[str]) -> tuple[list, list]:
+        """(raw values of each alarm in `ids`, None when no longer kept; raw values of every labelled window
+        still kept, alarm or input window): what the "diverse" queue order embeds."""
+        with self.lock:
+            alarms = [self.alarms[i].get("values") if i in self.alarms else None for i in ids]
+            labelled = [self.alarms[i].get("values") if i in self.alarms else self.values[i][1]
+                        for i, label in self.labels.items() if label["label"] in (0, 1)
+                        and (i in self.alarms or i in self.values)]
+        return alarms, [v for v in labelled if v is not None]
+
     def streams_page(self, offset: int, limit: int = STREAMS_PAGE) -> dict:
         with self.lock:
             return self._streams_page(offset, limit)

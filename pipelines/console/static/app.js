@@ -3,8 +3,11 @@
 "use strict";
 
 const state = { csrf: null, user: null, role: null, alarms: new Map(), order: [], streams: new Map(), streamOffset: 0, streamWanted: 0,
-                selected: null, detail: null, streamSelected: null, windowDetail: null, events: null };
+                selected: null, detail: null, streamSelected: null, windowDetail: null, events: null,
+                queue: null, alarmPage: 0, arrived: [] };
 const MAX_ALARMS = 2000;
+const ALARMS_PAGE = 300;  // alarms drawn per page of the queue; Previous/Next reach every other one
+const REORDER_MS = 2000;  // a queue order other than newest is refreshed this long after alarms or labels arrive
 const STREAMS_PAGE = 100;  // rows of the streams table; the server keeps at most --max-streams of them
 const $ = (id) => document.getElementById(id);
 
@@ -99,7 +102,9 @@ async function loggedIn(session) {
   document.body.classList.toggle("is-admin", session.role === "admin");
   const snapshot = await api("/api/state");
   showStreams(snapshot);
+  showQueue(snapshot.queue);
   for (const alarm of [...snapshot.alarms].reverse()) addAlarm(alarm);
+  state.arrived = snapshot.arrival.filter((id) => state.alarms.has(id));
   renderAlarms();
   listen(snapshot.seq);
 }
@@ -130,7 +135,7 @@ function listen(seq) {
   if (state.events) state.events.close();
   const events = new EventSource(`/api/events?after=${seq}`);
   events.addEventListener("stream", (e) => updateStream(JSON.parse(e.data)));
-  events.addEventListener("alarm", (e) => { addAlarm(JSON.parse(e.data)); renderAlarmsSoon(); });
+  events.addEventListener("alarm", (e) => { addAlarm(JSON.parse(e.data)); renderAlarmsSoon(); reorderSoon(); });
   events.addEventListener("label", (e) => applyLabel(JSON.parse(e.data)));
   state.events = events;
 }
@@ -138,7 +143,12 @@ function listen(seq) {
 function addAlarm(alarm) {
   if (!state.alarms.has(alarm.id)) {
     state.order.unshift(alarm.id);
-    if (state.order.length > MAX_ALARMS) state.alarms.delete(state.order.pop());
+    state.arrived.push(alarm.id);
+    if (state.arrived.length > MAX_ALARMS) {  // the oldest goes, as on the server, whatever the order
+      const oldest = state.arrived.shift();
+      state.alarms.delete(oldest);
+      state.order = state.order.filter((id) => id !== oldest);
+    }
   }
   state.alarms.set(alarm.id, { ...(state.alarms.get(alarm.id) || {}), ...alarm });
   const filter = $("stream-filter");
@@ -155,6 +165,7 @@ function applyLabel(label) {
     if (detail && detail.id === label.id) Object.assign(detail, { status, labelled_by: label.labelled_by });
   }
   renderAlarmsSoon();
+  reorderSoon();
   if (state.detail && state.detail.id === label.id) renderAlarmDetail();
   if (state.windowDetail && state.windowDetail.id === label.id) renderWindowDetail();
 }
@@ -178,8 +189,14 @@ function renderAlarms() {
   const alarms = visibleAlarms(), hidden = state.order.length - alarms.length;
   $("alarm-count").textContent = `${alarms.length} alarm${alarms.length === 1 ? "" : "s"}` +
     (hidden > 0 ? ` (filters hide ${hidden} of ${state.order.length})` : "");
+  const pages = Math.max(1, Math.ceil(alarms.length / ALARMS_PAGE));
+  state.alarmPage = Math.min(state.alarmPage, pages - 1);
+  const first = state.alarmPage * ALARMS_PAGE, page = alarms.slice(first, first + ALARMS_PAGE);
+  $("alarm-range").textContent = alarms.length ? `${first + 1}–${first + page.length} of ${alarms.length}` : "";
+  $("alarms-prev").disabled = state.alarmPage === 0;
+  $("alarms-next").disabled = state.alarmPage >= pages - 1;
   const list = $("alarm-list");
-  list.replaceChildren(...alarms.slice(0, 300).map((a) => el("li", {
+  list.replaceChildren(...page.map((a) => el("li", {
     class: a.id === state.selected ? "selected" : "", "data-id": a.id, onclick: () => selectAlarm(a.id),
   }, el("span", { class: "name", title: a.stream, text: a.stream }),
      el("span", { class: `status-${a.status}`, text: a.status.replace("_", " ") }),
@@ -187,9 +204,49 @@ function renderAlarms() {
   if (!state.selected && alarms.length) selectAlarm(alarms[0].id);
 }
 
+// ---------------------------------------------------------------- queue order (newest, score, uncertain, diverse)
+function showQueue(queue) {
+  state.queue = queue;
+  const choice = $("queue-order");
+  if (!choice.options.length) {
+    for (const order of queue.orders) {
+      choice.append(el("option", { value: order, text: order + (order === queue.default ? " (default)" : "") }));
+    }
+  }
+  choice.value = queue.order;
+  $("queue-note").textContent = `Ordered ${queue.description}; every alarm stays in the list`;
+}
+
+async function reorder(order) {
+  const answer = await api(`/api/queue?order=${encodeURIComponent(order)}`);
+  const ranked = answer.ids.filter((id) => state.alarms.has(id)), listed = new Set(ranked);
+  // alarms that came after the server ranked them stay on top until the next refresh: none goes missing
+  state.order = [...state.order.filter((id) => !listed.has(id)), ...ranked];
+  showQueue(answer.queue);
+  renderAlarms();
+}
+
+function reorderSoon() {
+  if (!state.queue || state.queue.order === "newest" || reorderSoon.timer) return;
+  reorderSoon.timer = setTimeout(() => {
+    reorderSoon.timer = null;
+    reorder(state.queue.order).catch((e) => toast(e.message));
+  }, REORDER_MS);
+}
+
+function showAlarmPage(step) {
+  state.alarmPage = Math.max(0, state.alarmPage + step);
+  renderAlarms();
+}
+
 async function selectAlarm(id) {
   const shown = state.selected === id && state.detail && state.detail.id === id;
   state.selected = id;
+  const at = visibleAlarms().findIndex((a) => a.id === id);
+  if (at >= 0 && Math.floor(at / ALARMS_PAGE) !== state.alarmPage) {  // keys moved past the page: turn it
+    state.alarmPage = Math.floor(at / ALARMS_PAGE);
+    renderAlarmsSoon();
+  }
   for (const li of $("alarm-list").children) li.classList.toggle("selected", li.dataset.id === id);
   if (shown) return;  // already drawn: redrawing would drop a typed type or note
   try {
@@ -562,6 +619,13 @@ document.addEventListener("DOMContentLoaded", () => {
   // a control keeps the focus after a change, and the keys would go to it: hand them back to the page
   $("stream-filter").addEventListener("change", (e) => { e.target.blur(); state.selected = null; renderAlarms(); });
   $("pending-only").addEventListener("change", (e) => { e.target.blur(); renderAlarms(); });
+  $("queue-order").addEventListener("change", (e) => {
+    e.target.blur();
+    state.alarmPage = 0;
+    reorder(e.target.value).catch((error) => toast(error.message));
+  });
+  $("alarms-prev").addEventListener("click", () => showAlarmPage(-1));
+  $("alarms-next").addEventListener("click", () => showAlarmPage(1));
   $("rollback").addEventListener("click", () => switchModel("/api/models/rollback", {}));
   $("streams-prev").addEventListener("click", () => loadStreams(state.streamWanted - STREAMS_PAGE).catch((e) => toast(e.message)));
   $("streams-next").addEventListener("click", () => loadStreams(state.streamWanted + STREAMS_PAGE).catch((e) => toast(e.message)));
