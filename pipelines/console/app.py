@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pipelines.console.auth import Authenticator, PasswordTooLong, RateLimiter, Session, Sessions, User, csrf_ok
 from pipelines.console.explain import Models, embed, explain
 from pipelines.console.feed import STREAMS_PAGE, Feed
-from pipelines.console.queue import DESCRIPTIONS, ORDERS, queue_order
+from pipelines.console.queue import DEFAULT_QUEUE, DESCRIPTIONS, ORDERS, check_order, queue_order
 from pipelines.learning.labels import AAMI_CLASSES, check_text_field
 from pipelines.learning.models import rollback_target, switch_to
 from pipelines.kafka.codec import InvalidMessage
@@ -54,7 +54,7 @@ class ConsoleSettings:
     label_burst: float = 20.0
     metrics_url: str | None = None
     #: the review queue's order when the page does not ask for another (see queue.py)
-    queue: str = "newest"
+    queue: str = DEFAULT_QUEUE
 
 
 def create_app(feed: Feed, models: Models, authenticator: Authenticator, settings: ConsoleSettings) -> FastAPI:
@@ -168,10 +168,10 @@ def create_app(feed: Feed, models: Models, authenticator: Authenticator, setting
         return [alarms[i] for i in queue_order(alarms, order, embeddings, labelled)]
 
     def queue_order_of(queue: str | None) -> str:
-        order = queue or settings.queue
-        if order not in ORDERS:
-            raise HTTPException(400, f"queue must be one of {', '.join(ORDERS)}")
-        return order
+        try:
+            return check_order(queue or settings.queue)
+        except ValueError as error:
+            raise HTTPException(400, str(error)) from None
 
     def queue_info(order: str) -> dict:
         return {"order": order, "description": DESCRIPTIONS[order], "default": settings.queue, "orders": list(ORDERS)}

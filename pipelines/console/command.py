@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipelines.console.auth import Authenticator, check_bind, hash_password, is_loopback, load_users
-from pipelines.console.queue import ORDERS
+from pipelines.console.queue import DEFAULT_QUEUE, ORDERS
 from pipelines.learning import signing
 
 if TYPE_CHECKING:  # the server's modules (fastapi, uvicorn, kafka, the models) load only when it runs
@@ -33,8 +33,6 @@ if TYPE_CHECKING:  # the server's modules (fastapi, uvicorn, kafka, the models) 
 
 DEFAULT_PORT = 8765
 TOKEN_ENV = "AGAD_CONSOLE_TOKEN"
-#: the review queue's default order, measured on validation patients (docs/console.md)
-DEFAULT_QUEUE = "newest"
 
 
 def register(subparsers) -> None:

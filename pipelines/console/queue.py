@@ -24,6 +24,8 @@ from collections.abc import Sequence
 import numpy as np
 
 ORDERS = ("newest", "score", "uncertain", "diverse")
+#: the console's order unless --queue or the page asks for another, measured on validation data (docs/console.md)
+DEFAULT_QUEUE = "newest"
 REVIEWED = ("confirmed", "false_alarm")
 DESCRIPTIONS = {
     "newest": "newest first",
